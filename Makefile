@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+BUILD      ?= build
+CONFIG     ?= config/keygate.yaml
+CMAKE_ARGS ?=
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps build run test bench format clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Starts the gateway on the default config; a demo upstream is started on the
+# configured upstream port when nothing listens there.
+run: build
+	@bash scripts/run.sh $(BUILD)/keygate $(CONFIG)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
+
+bench: build
+	@bash scripts/install-deps.sh --bench
+	@bash tests/bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf $(BUILD)

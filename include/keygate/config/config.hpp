@@ -1,0 +1,148 @@
+#pragma once
+// The whole configuration as an immutable value. Parsed and validated once
+// (config/loader.cpp); a reload builds a new one. Nothing reads YAML after that.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace keygate {
+
+using Millis = std::chrono::milliseconds;
+
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string str() const;
+};
+
+struct TlsConfig {
+  std::optional<std::string> cert;
+  std::optional<std::string> key;
+  bool enabled() const { return cert.has_value() && key.has_value(); }
+};
+
+struct UpstreamConfig {
+  std::string url = "http://127.0.0.1:9000";
+  bool https = false;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 9000;
+  std::string host_header = "127.0.0.1:9000";  // host[:port] as written in the URL
+  Millis connect_timeout{2000};
+  Millis timeout{30000};
+  int max_idle_connections = 64;
+  bool tls_verify = true;
+  std::optional<std::string> ca_file;
+};
+
+struct AdminConfig {
+  HostPort listen{"127.0.0.1", 8081};
+  std::string token;  // empty: the admin API is off
+  std::optional<std::string> key_scope;
+  bool enabled() const { return !token.empty(); }
+};
+
+struct KeysConfig {
+  std::string prefix = "kg";
+  std::optional<std::string> environment = "live";
+  int display_prefix_length = 12;
+  std::optional<std::string> pepper;
+};
+
+struct AuthSource {
+  enum class Kind { bearer, header, query };
+  Kind kind = Kind::bearer;
+  std::string name;  // header name or query parameter; "Authorization" for bearer
+};
+
+struct AuthConfig {
+  std::vector<AuthSource> sources{{AuthSource::Kind::bearer, "Authorization"},
+                                  {AuthSource::Kind::header, "X-Api-Key"}};
+  bool forward_credential = false;
+};
+
+struct Rate {
+  std::uint64_t requests = 60;
+  Millis period{60000};
+  std::uint64_t burst = 0;  // 0: same as requests
+  std::uint64_t capacity() const { return burst ? burst : requests; }
+  bool operator==(const Rate&) const = default;
+};
+
+struct Plan {
+  std::string name;
+  std::optional<Rate> rate;  // none: unlimited
+  enum class Scope { key, owner } scope = Scope::key;
+  bool allow = true;
+  std::string message;
+};
+
+struct RateLimitConfig {
+  std::string default_plan = "default";
+  enum class Headers { x_ratelimit, ietf, both, none } headers = Headers::x_ratelimit;
+  enum class Reset { epoch, delta } reset = Reset::epoch;
+};
+
+struct Route {
+  std::string path_prefix = "/";
+  std::vector<std::string> methods;  // empty: any
+  bool auth_none = false;
+  std::vector<std::string> require_scopes;
+};
+
+struct HealthConfig {
+  std::optional<std::string> path = "/health";
+  std::optional<std::string> ready = "/ready";
+  std::optional<std::string> live = "/live";
+};
+
+struct ErrorStyle {
+  nlohmann::json template_body;                     // null: the SPEC envelope
+  std::map<std::string, nlohmann::json> templates;  // by reason
+  std::map<std::string, std::string> codes;         // SPEC code -> API code
+  std::map<std::string, std::string> messages;      // by reason
+};
+
+struct Limits {
+  std::uint64_t max_header_bytes = 16384;
+  std::uint64_t max_body_bytes = 10485760;
+  Millis header_timeout{10000};
+  Millis idle_timeout{60000};
+  std::uint64_t max_connections = 10000;
+};
+
+struct LoggingConfig {
+  std::string level = "info";
+  enum class Format { json, text } format = Format::json;
+  bool access_log = true;
+};
+
+struct Config {
+  std::string source_path;
+  HostPort listen{"0.0.0.0", 8080};
+  TlsConfig tls;
+  int threads = 0;
+  UpstreamConfig upstream;
+  AdminConfig admin;
+  std::string store_sqlite = "data/keygate.db";
+  KeysConfig keys;
+  AuthConfig auth;
+  std::string identity_header_prefix = "X-Keygate-";
+  std::map<std::string, Plan> plans{
+      {"default", Plan{"default", Rate{}, Plan::Scope::key, true, {}}}};
+  RateLimitConfig rate_limit;
+  std::vector<Route> routes;
+  HealthConfig health;
+  std::optional<ErrorStyle> errors;
+  Limits limits;
+  LoggingConfig logging;
+  Millis shutdown_timeout{15000};
+
+  int effective_threads() const;
+};
+
+}  // namespace keygate

@@ -1,0 +1,38 @@
+#pragma once
+// Parsers for the scalar value syntaxes shared by the config file, the CLI and
+// the admin API: durations, rates, host:port, URLs, ${VAR} expansion.
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "keygate/config/config.hpp"
+
+namespace keygate {
+
+// "500ms", "30s", "5m", "24h", "30d" (also "1.5s"); no unit or a negative value is an error.
+std::expected<Millis, std::string> parse_duration(std::string_view text);
+std::string format_duration(Millis d);
+
+// "600/1m", "10/s", "5/h" (PERIOD: s, m, h, d or a duration).
+std::expected<Rate, std::string> parse_rate(std::string_view text);
+
+std::expected<HostPort, std::string> parse_host_port(std::string_view text);
+
+struct ParsedUrl {
+  bool https = false;
+  std::string host;
+  std::uint16_t port = 0;
+  std::string host_header;
+};
+std::expected<ParsedUrl, std::string> parse_upstream_url(std::string_view text);
+
+// ${VAR} and ${VAR:-default}; `lookup` returns the variable's value if set.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+std::expected<std::string, std::string> expand_env(std::string_view text, const EnvLookup& lookup);
+EnvLookup process_env();
+
+}  // namespace keygate

@@ -1,0 +1,86 @@
+#pragma once
+// Key management shared by the CLI and the admin API: validation, generation,
+// create/update/revoke/rotate, each in one transaction with its audit event.
+#include <expected>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "keygate/config/config.hpp"
+#include "keygate/keys/key_format.hpp"
+#include "keygate/keys/key_hasher.hpp"
+#include "keygate/keys/key_record.hpp"
+#include "keygate/keys/key_store.hpp"
+#include "keygate/proxy/error.hpp"
+
+namespace keygate {
+
+struct KeySpec {
+  std::string name;
+  std::string owner;
+  std::vector<std::string> scopes;
+  std::string plan;
+  std::optional<Rate> rate;
+  std::optional<UnixMillis> expires_at;
+  std::vector<std::string> allowed_ips;
+  std::map<std::string, std::string> metadata;
+};
+
+struct KeyPatch {
+  std::optional<std::string> name;
+  std::optional<std::vector<std::string>> scopes;
+  std::optional<std::string> plan;
+  std::optional<std::optional<Rate>> rate;  // set to nullopt: remove the override
+  std::optional<bool> enabled;
+  std::optional<std::optional<UnixMillis>> expires_at;
+  std::optional<std::vector<std::string>> allowed_ips;
+  std::optional<std::map<std::string, std::string>> metadata;
+};
+
+struct IssuedKey {
+  KeyRecord record;
+  std::string key;  // the secret, shown once
+};
+
+class KeyService {
+ public:
+  KeyService(KeyStore& store, const Config& config);
+
+  // Called after every committed change (serve: refresh the in-memory index).
+  void on_change(std::function<void(const KeyRecord&)> f) { on_change_ = std::move(f); }
+
+  std::expected<IssuedKey, Error> create(const KeySpec& spec, const std::string& actor);
+  // By id or display prefix; ambiguous prefix -> 409 CONFLICT, unknown -> 404.
+  std::expected<KeyRecord, Error> resolve(const std::string& id_or_prefix);
+  std::expected<KeyRecord, Error> update(const std::string& id_or_prefix, const KeyPatch& patch,
+                                         const std::string& actor);
+  std::expected<KeyRecord, Error> revoke(const std::string& id_or_prefix, const std::string& actor);
+  std::expected<IssuedKey, Error> rotate(const std::string& id_or_prefix, Millis grace,
+                                         const std::string& actor);
+
+  // Field validation shared with the CLI and admin parsers.
+  std::optional<Error> validate(const KeySpec& spec) const;
+
+ private:
+  IssuedKey issue(KeyRecord base);
+  void changed(const KeyRecord& r);
+  KeyStore& store_;
+  const Config& config_;
+  KeyFormat format_;
+  KeyHasher hasher_;
+  std::function<void(const KeyRecord&)> on_change_;
+};
+
+Error validation_error(const std::string& field, const std::string& message);
+
+// The key object of SPEC §4 (never the hash; `key` only when given).
+nlohmann::json key_to_json(const KeyRecord& r, UnixMillis now, const std::string* secret = nullptr);
+nlohmann::json rate_to_json(const std::optional<Rate>& r);
+std::string format_time(UnixMillis t);  // RFC 3339 UTC
+std::optional<UnixMillis> parse_time(const std::string& rfc3339);
+
+}  // namespace keygate

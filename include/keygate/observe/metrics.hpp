@@ -1,0 +1,67 @@
+#pragma once
+// Prometheus counters and histograms as fixed arrays of relaxed atomics:
+// counting on the request path never takes a lock.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace keygate {
+
+class Histogram {
+ public:
+  static constexpr std::array<double, 12> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                     0.05,   0.1,   0.25,   0.5,   1,    5};
+  void observe(double seconds);
+  void render(std::string& out, std::string_view name, std::string_view help) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_us_{0};
+};
+
+class Metrics {
+ public:
+  // Reasons known to the counters; anything else is counted as "other".
+  static constexpr std::array<std::string_view, 20> kReasons = {
+      "none",           "missing",
+      "malformed",      "invalid",
+      "revoked",        "disabled",
+      "expired",        "conflict",
+      "scope",          "ip",
+      "plan",           "rate_limit",
+      "upstream",       "upstream_timeout",
+      "body_too_large", "headers_too_large",
+      "bad_request",    "draining",
+      "unavailable",    "other"};
+  static constexpr std::array<std::string_view, 4> kUpstreamKinds = {"connect", "timeout", "reset",
+                                                                     "protocol"};
+
+  void count_request(int status, std::string_view reason);
+  void count_upstream_error(std::string_view kind);
+  void connection_opened() { open_connections_.fetch_add(1, std::memory_order_relaxed); }
+  void connection_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
+  std::int64_t open_connections() const { return open_connections_.load(); }
+
+  Histogram request_seconds;
+  Histogram upstream_seconds;
+
+  struct Gauges {
+    std::int64_t keys_active = 0;
+    std::int64_t keys_total = 0;
+    std::int64_t buckets = 0;
+    std::int64_t store_queries = 0;
+  };
+  std::string render(const Gauges& g) const;
+
+ private:
+  static size_t reason_index(std::string_view reason);
+  std::array<std::array<std::atomic<std::uint64_t>, kReasons.size()>, 5> requests_{};
+  std::array<std::atomic<std::uint64_t>, kUpstreamKinds.size()> upstream_errors_{};
+  std::atomic<std::int64_t> open_connections_{0};
+};
+
+}  // namespace keygate

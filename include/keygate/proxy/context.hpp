@@ -1,0 +1,47 @@
+#pragma once
+// Per-request state passed through every stage (Pingora's CTX).
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/beast/http/fields.hpp>
+
+#include "keygate/config/config.hpp"
+#include "keygate/keys/key_index.hpp"
+#include "keygate/ratelimit/rate_limiter.hpp"
+
+namespace keygate {
+
+using Fields = boost::beast::http::fields;
+
+struct RequestView {
+  std::string_view method;
+  std::string_view target;  // path and query as sent
+  const Fields& fields;
+  std::string_view path() const { return target.substr(0, target.find('?')); }
+  std::string_view query() const {
+    auto q = target.find('?');
+    return q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+  }
+};
+
+struct Credential {
+  std::string value;
+  AuthSource source;
+};
+
+struct Context {
+  std::string request_id;
+  std::string client_ip;
+  const Route* route = nullptr;
+  std::optional<Credential> credential;
+  std::optional<AuthKey> key;    // set once authenticated
+  std::string plan;              // the key's effective plan
+  std::optional<Decision> rate;  // set once rate-limited
+  std::string reason;            // for the access log and metrics
+  bool usage_due = false;        // this request should report last-used
+};
+
+}  // namespace keygate

@@ -1,0 +1,38 @@
+#pragma once
+// The pipeline stages. Each reads the request and the Context and either lets
+// the request continue (nullopt) or returns the Error to answer with. None
+// touches a socket, so each is unit-tested without a network.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "keygate/proxy/context.hpp"
+#include "keygate/proxy/error.hpp"
+#include "keygate/proxy/runtime.hpp"
+
+namespace keygate {
+
+// route: the first entry of `routes` matching method and path, or null.
+const Route* match_route(const std::vector<Route>& routes, std::string_view method,
+                         std::string_view path);
+
+// credentials: the key from the first source that has one (sources in order);
+// 401 malformed for an empty Bearer, 401 conflict for two different keys.
+std::optional<Error> extract_credential(const RequestView& req, const AuthConfig& auth,
+                                        Context& ctx);
+std::string missing_key_message(const AuthConfig& auth);
+
+// authenticate + authorize: format/checksum, hash, index lookup, status,
+// IP allow-list, route scopes, plan gate.
+std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Context& ctx,
+                                  UnixMillis now);
+inline constexpr UnixMillis kUsageReportInterval = 5000;
+
+// rate-limit: one token from the key's (or owner's) bucket.
+std::optional<Error> rate_limit(const Runtime& rt, RateLimiter& limiter, Context& ctx);
+
+// Response headers for a key-authenticated request (X-RateLimit-*, IETF, Retry-After).
+void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Fields& out,
+                            std::int64_t now_epoch_seconds);
+
+}  // namespace keygate

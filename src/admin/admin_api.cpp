@@ -1,0 +1,497 @@
+#include "keygate/admin/admin_api.hpp"
+
+#include <openssl/crypto.h>
+
+#include <boost/beast/core/string.hpp>
+#include <charconv>
+#include <regex>
+#include <set>
+
+#include "keygate/config/values.hpp"
+#include "keygate/proxy/error_renderer.hpp"
+#include "keygate/proxy/runtime.hpp"
+
+namespace keygate {
+
+using nlohmann::json;
+
+bool secret_equals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+namespace {
+
+struct Caller {
+  std::string actor;  // "admin" or the key id
+  std::string owner;  // key callers: their owner
+  std::vector<std::string> scopes;
+  bool is_key = false;
+};
+
+AdminResponse error_response(const Error& e, const std::string& request_id) {
+  return {e.status, ErrorRenderer::envelope(e, request_id)};
+}
+AdminResponse ok(int status, json data, std::optional<json> meta = std::nullopt) {
+  nlohmann::ordered_json body = {{"success", true}, {"data", std::move(data)}};
+  if (meta) body["meta"] = *meta;
+  return {status, body.dump()};
+}
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size()) {
+      unsigned v = 0;
+      auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+      if (ec == std::errc{} && p == s.data() + i + 3) {
+        out += static_cast<char>(v);
+        i += 2;
+      } else {
+        out += s[i];
+      }
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_query(std::string_view q) {
+  std::map<std::string, std::string> out;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto pair = q.substr(0, amp);
+    auto eq = pair.find('=');
+    if (!pair.empty())
+      out[url_decode(pair.substr(0, eq))] =
+          eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+std::expected<std::int64_t, Error> int_param(const std::map<std::string, std::string>& q,
+                                             const std::string& name, std::int64_t def,
+                                             std::int64_t lo, std::int64_t hi) {
+  auto it = q.find(name);
+  if (it == q.end()) return def;
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  if (ec != std::errc{} || p != it->second.data() + it->second.size() || v < lo || v > hi)
+    return std::unexpected(validation_error(
+        name,
+        name + " must be an integer between " + std::to_string(lo) + " and " + std::to_string(hi)));
+  return v;
+}
+
+json page_meta(std::int64_t page, std::int64_t size, std::int64_t total) {
+  return {{"page", page},
+          {"pageSize", size},
+          {"total", total},
+          {"totalPages", size ? (total + size - 1) / size : 0}};
+}
+
+// --- body parsing: every field typed and named in the error -------------------
+
+std::expected<std::vector<std::string>, Error> string_list(const json& v, const std::string& f) {
+  if (!v.is_array())
+    return std::unexpected(validation_error(f, f + " must be an array of strings"));
+  std::vector<std::string> out;
+  for (const auto& item : v) {
+    if (!item.is_string())
+      return std::unexpected(validation_error(f, f + " must be an array of strings"));
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+std::expected<std::optional<Rate>, Error> rate_field(const json& v) {
+  if (v.is_null()) return std::optional<Rate>{};
+  if (!v.is_object())
+    return std::unexpected(
+        validation_error("rate", "rate must be an object {requests, period, burst}"));
+  Rate r;
+  for (const auto& [k, x] : v.items()) {
+    if (k == "requests" || k == "burst") {
+      if (!x.is_number_unsigned() || (k == "requests" && x.get<std::uint64_t>() == 0))
+        return std::unexpected(
+            validation_error("rate." + k, "rate." + k + " must be a positive integer"));
+      (k == "requests" ? r.requests : r.burst) = x.get<std::uint64_t>();
+    } else if (k == "period") {
+      if (!x.is_string())
+        return std::unexpected(
+            validation_error("rate.period", "rate.period must be a duration string like 1m"));
+      auto d = parse_duration(x.get<std::string>());
+      if (!d || d->count() <= 0)
+        return std::unexpected(validation_error("rate.period", "rate.period: invalid duration"));
+      r.period = *d;
+    } else {
+      return std::unexpected(validation_error("rate." + k, "unknown field rate." + k));
+    }
+  }
+  if (!v.contains("requests"))
+    return std::unexpected(validation_error("rate.requests", "rate.requests is required"));
+  return std::optional<Rate>(r);
+}
+
+std::expected<std::map<std::string, std::string>, Error> metadata_field(const json& v) {
+  if (!v.is_object())
+    return std::unexpected(validation_error("metadata", "metadata must be an object of strings"));
+  std::map<std::string, std::string> out;
+  for (const auto& [k, x] : v.items()) {
+    if (!x.is_string())
+      return std::unexpected(validation_error("metadata", "metadata values must be strings"));
+    out[k] = x.get<std::string>();
+  }
+  return out;
+}
+
+std::expected<std::optional<UnixMillis>, Error> time_field(const json& v, const std::string& f) {
+  if (v.is_null()) return std::optional<UnixMillis>{};
+  if (!v.is_string()) return std::unexpected(validation_error(f, f + " must be an RFC 3339 time"));
+  auto t = parse_time(v.get<std::string>());
+  if (!t) return std::unexpected(validation_error(f, f + " must be an RFC 3339 time"));
+  return std::optional<UnixMillis>(*t);
+}
+
+std::expected<json, Error> parse_body(const std::string& body) {
+  if (body.empty()) return json::object();
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded())
+    return std::unexpected(validation_error("body", "request body is not valid JSON"));
+  if (!j.is_object())
+    return std::unexpected(validation_error("body", "request body must be a JSON object"));
+  return j;
+}
+
+std::optional<Error> check_fields(const json& body,
+                                  std::initializer_list<std::string_view> allowed) {
+  for (const auto& [k, v] : body.items()) {
+    bool known = false;
+    for (auto a : allowed) known = known || a == k;
+    if (!known) return validation_error(k, "unknown field '" + k + "'");
+  }
+  return std::nullopt;
+}
+
+#define TRY(var, expr)                                       \
+  auto var##_r = (expr);                                     \
+  if (!var##_r) return error_response(var##_r.error(), rid); \
+  auto var = std::move(*var##_r)
+
+std::optional<Error> scope_grant_check(const Caller& c, const std::vector<std::string>& scopes) {
+  if (!c.is_key) return std::nullopt;
+  for (const auto& s : scopes)
+    if (std::find(c.scopes.begin(), c.scopes.end(), s) == c.scopes.end())
+      return errors::forbidden("scope", "A key cannot grant scope '" + s + "' it does not hold.");
+  return std::nullopt;
+}
+
+class Handler {
+ public:
+  Handler(const AdminRequest& req, AdminDeps& d) : req_(req), d_(d), rid(req.request_id) {}
+
+  AdminResponse run() {
+    std::string_view target = req_.target;
+    auto qpos = target.find('?');
+    std::string path(target.substr(0, qpos));
+    query_ = parse_query(qpos == std::string_view::npos ? "" : target.substr(qpos + 1));
+    if (path == "/metrics") {
+      if (req_.method != "GET") return not_allowed("GET");
+      return {200, d_.metrics.render(d_.gauges()), "text/plain; version=0.0.4"};
+    }
+    if (!known_route(path)) return error_response(errors::not_found("No such route: " + path), rid);
+    if (auto e = authenticate()) return error_response(*e, rid);
+
+    static const std::regex key_route("^/v1/api-keys/([^/]+)$");
+    static const std::regex rotate_route("^/v1/api-keys/([^/]+)/rotate$");
+    std::smatch m;
+    if (path == "/v1/api-keys") {
+      if (req_.method == "POST") return create();
+      if (req_.method == "GET") return list();
+      return not_allowed("GET, POST");
+    }
+    if (path == "/v1/audit-events") {
+      if (req_.method == "GET") return audit();
+      return not_allowed("GET");
+    }
+    if (std::regex_match(path, m, rotate_route)) {
+      if (req_.method == "POST") return rotate(url_decode(m[1].str()));
+      return not_allowed("POST");
+    }
+    if (std::regex_match(path, m, key_route)) {
+      std::string id = url_decode(m[1].str());
+      if (req_.method == "GET") return get(id);
+      if (req_.method == "PATCH") return patch(id);
+      if (req_.method == "DELETE") return revoke(id);
+      return not_allowed("GET, PATCH, DELETE");
+    }
+    return error_response(errors::not_found("No such route: " + path), rid);
+  }
+
+ private:
+  static bool known_route(const std::string& p) {
+    static const std::regex re("^/v1/(api-keys(/[^/]+(/rotate)?)?|audit-events)$");
+    return std::regex_match(p, re);
+  }
+
+  AdminResponse not_allowed(std::string allow) {
+    Error e{405,
+            "METHOD_NOT_ALLOWED",
+            "method",
+            "Method " + req_.method + " is not allowed here; use " + allow + ".",
+            json::object(),
+            {}};
+    auto r = error_response(e, rid);
+    r.allow = std::move(allow);
+    return r;
+  }
+
+  std::optional<Error> authenticate() {
+    std::string presented;
+    std::string_view auth = req_.authorization;
+    if (auth.size() > 7 && boost::beast::iequals(auth.substr(0, 7), "bearer "))
+      presented = std::string(auth.substr(7));
+    else if (!req_.api_key.empty())
+      presented = req_.api_key;
+    if (presented.empty())
+      return errors::auth("missing",
+                          "Missing admin token. Pass it as 'Authorization: Bearer <token>' or in "
+                          "the X-Api-Key header.");
+    if (secret_equals(presented, d_.runtime.config.admin.token)) {
+      caller_.actor = "admin";
+      return std::nullopt;
+    }
+    const auto& scope = d_.runtime.config.admin.key_scope;
+    if (scope && d_.runtime.key_format.well_formed(presented)) {
+      KeyHash h = d_.runtime.hasher.hash(presented);
+      std::optional<AuthKey> k;
+      d_.index.visit(h, [&](const AuthKey& a) { k = a; });
+      UnixMillis now = now_millis();
+      if (k && k->enabled() && (!k->revoked_at() || k->revoked_at() > now) &&
+          (!k->expires_at() || k->expires_at() > now)) {
+        if (!k->has_scope(*scope))
+          return errors::forbidden(
+              "scope", "This key lacks the '" + *scope + "' scope needed for the admin API.");
+        if (k->owner().empty())
+          return errors::forbidden("scope", "Only keys with an owner may manage keys.");
+        caller_ = {std::string(k->id()), std::string(k->owner()), split_csv(k->scopes_csv()), true};
+        return std::nullopt;
+      }
+    }
+    return errors::auth("invalid", "Invalid admin token.");
+  }
+
+  // Key callers see only their owner's keys; others are "not found".
+  std::expected<KeyRecord, Error> visible(const std::string& ref) {
+    auto r = d_.service.resolve(ref);
+    if (r && caller_.is_key && r->owner != caller_.owner)
+      return std::unexpected(errors::not_found("No key with id or prefix '" + ref + "'."));
+    return r;
+  }
+
+  AdminResponse create() {
+    TRY(body, parse_body(req_.body));
+    if (auto e = check_fields(body, {"name", "owner", "scopes", "plan", "rate", "expires_at",
+                                     "expires_in", "allowed_ips", "metadata"}))
+      return error_response(*e, rid);
+    KeySpec spec;
+    if (!body.contains("name") || !body["name"].is_string())
+      return error_response(validation_error("name", "name is required and must be a string"), rid);
+    spec.name = body["name"].get<std::string>();
+    if (body.contains("owner") && !body["owner"].is_null()) {
+      if (!body["owner"].is_string())
+        return error_response(validation_error("owner", "owner must be a string"), rid);
+      spec.owner = body["owner"].get<std::string>();
+    }
+    if (body.contains("scopes")) {
+      TRY(scopes, string_list(body["scopes"], "scopes"));
+      spec.scopes = scopes;
+    }
+    if (body.contains("plan") && !body["plan"].is_null()) {
+      if (!body["plan"].is_string())
+        return error_response(validation_error("plan", "plan must be a string"), rid);
+      spec.plan = body["plan"].get<std::string>();
+    }
+    if (body.contains("rate")) {
+      TRY(rate, rate_field(body["rate"]));
+      spec.rate = rate;
+    }
+    if (body.contains("expires_at") && body.contains("expires_in"))
+      return error_response(
+          validation_error("expires_at", "give expires_at or expires_in, not both"), rid);
+    if (body.contains("expires_at")) {
+      TRY(t, time_field(body["expires_at"], "expires_at"));
+      spec.expires_at = t;
+    }
+    if (body.contains("expires_in") && !body["expires_in"].is_null()) {
+      auto d = body["expires_in"].is_string()
+                   ? parse_duration(body["expires_in"].get<std::string>())
+                   : std::unexpected(std::string("not a string"));
+      if (!d || d->count() <= 0)
+        return error_response(
+            validation_error("expires_in", "expires_in must be a duration like 30d"), rid);
+      spec.expires_at = now_millis() + d->count();
+    }
+    if (body.contains("allowed_ips")) {
+      TRY(ips, string_list(body["allowed_ips"], "allowed_ips"));
+      spec.allowed_ips = ips;
+    }
+    if (body.contains("metadata")) {
+      TRY(meta, metadata_field(body["metadata"]));
+      spec.metadata = meta;
+    }
+    if (caller_.is_key) {
+      if (!spec.owner.empty() && spec.owner != caller_.owner)
+        return error_response(
+            errors::forbidden("scope", "A key may only create keys for its own owner."), rid);
+      spec.owner = caller_.owner;
+      if (auto e = scope_grant_check(caller_, spec.scopes)) return error_response(*e, rid);
+    }
+    TRY(issued, d_.service.create(spec, caller_.actor));
+    return ok(201, key_to_json(issued.record, now_millis(), &issued.key));
+  }
+
+  AdminResponse list() {
+    for (const auto& [k, v] : query_)
+      if (k != "page" && k != "pageSize" && k != "owner" && k != "status")
+        return error_response(validation_error(k, "unknown query parameter '" + k + "'"), rid);
+    TRY(page, int_param(query_, "page", 1, 1, 1'000'000'000));
+    TRY(size, int_param(query_, "pageSize", 20, 1, 100));
+    KeyListQuery q;
+    q.page = page;
+    q.page_size = size;
+    if (auto it = query_.find("owner"); it != query_.end()) q.owner = it->second;
+    if (caller_.is_key) q.owner = caller_.owner;
+    if (auto it = query_.find("status"); it != query_.end()) {
+      static const std::set<std::string> ok_status = {"active", "revoked", "expired", "all"};
+      if (!ok_status.contains(it->second))
+        return error_response(
+            validation_error("status", "status must be active, revoked, expired or all"), rid);
+      q.status = it->second;
+    }
+    std::int64_t total = 0;
+    UnixMillis now = now_millis();
+    auto keys = d_.store.list_keys(q, now, &total);
+    json data = json::array();
+    for (const auto& k : keys) data.push_back(key_to_json(k, now));
+    return ok(200, std::move(data), page_meta(page, size, total));
+  }
+
+  AdminResponse get(const std::string& id) {
+    TRY(r, visible(id));
+    return ok(200, key_to_json(r, now_millis()));
+  }
+
+  AdminResponse patch(const std::string& id) {
+    TRY(body, parse_body(req_.body));
+    if (auto e = check_fields(body, {"name", "scopes", "plan", "rate", "enabled", "expires_at",
+                                     "allowed_ips", "metadata"}))
+      return error_response(*e, rid);
+    TRY(existing, visible(id));
+    KeyPatch p;
+    if (body.contains("name")) {
+      if (!body["name"].is_string())
+        return error_response(validation_error("name", "name must be a string"), rid);
+      p.name = body["name"].get<std::string>();
+    }
+    if (body.contains("scopes")) {
+      TRY(scopes, string_list(body["scopes"], "scopes"));
+      if (auto e = scope_grant_check(caller_, scopes)) return error_response(*e, rid);
+      p.scopes = scopes;
+    }
+    if (body.contains("plan")) {
+      if (!body["plan"].is_string() && !body["plan"].is_null())
+        return error_response(validation_error("plan", "plan must be a string"), rid);
+      p.plan = body["plan"].is_null() ? "" : body["plan"].get<std::string>();
+    }
+    if (body.contains("rate")) {
+      TRY(rate, rate_field(body["rate"]));
+      p.rate = rate;
+    }
+    if (body.contains("enabled")) {
+      if (!body["enabled"].is_boolean())
+        return error_response(validation_error("enabled", "enabled must be true or false"), rid);
+      p.enabled = body["enabled"].get<bool>();
+    }
+    if (body.contains("expires_at")) {
+      TRY(t, time_field(body["expires_at"], "expires_at"));
+      p.expires_at = t;
+    }
+    if (body.contains("allowed_ips")) {
+      TRY(ips, string_list(body["allowed_ips"], "allowed_ips"));
+      p.allowed_ips = ips;
+    }
+    if (body.contains("metadata")) {
+      TRY(meta, metadata_field(body["metadata"]));
+      p.metadata = meta;
+    }
+    TRY(r, d_.service.update(existing.id, p, caller_.actor));
+    return ok(200, key_to_json(r, now_millis()));
+  }
+
+  AdminResponse revoke(const std::string& id) {
+    TRY(existing, visible(id));
+    TRY(r, d_.service.revoke(existing.id, caller_.actor));
+    return ok(200, json{{"id", r.id}, {"revoked", true}});
+  }
+
+  AdminResponse rotate(const std::string& id) {
+    TRY(body, parse_body(req_.body));
+    if (auto e = check_fields(body, {"grace"})) return error_response(*e, rid);
+    Millis grace{0};
+    if (body.contains("grace") && !body["grace"].is_null()) {
+      auto d = body["grace"].is_string() ? parse_duration(body["grace"].get<std::string>())
+                                         : std::unexpected(std::string("not a string"));
+      if (!d)
+        return error_response(validation_error("grace", "grace must be a duration like 24h"), rid);
+      grace = *d;
+    }
+    TRY(existing, visible(id));
+    TRY(issued, d_.service.rotate(existing.id, grace, caller_.actor));
+    return ok(201, key_to_json(issued.record, now_millis(), &issued.key));
+  }
+
+  AdminResponse audit() {
+    TRY(page, int_param(query_, "page", 1, 1, 1'000'000'000));
+    TRY(size, int_param(query_, "pageSize", 20, 1, 100));
+    std::int64_t total = 0;
+    auto events = d_.store.list_audit(page, size, &total);
+    json data = json::array();
+    for (const auto& e : events) {
+      auto details = json::parse(e.details_json, nullptr, false);
+      data.push_back({{"id", e.id},
+                      {"time", format_time(e.at)},
+                      {"action", e.action},
+                      {"key_id", e.key_id},
+                      {"actor", e.actor},
+                      {"details", details.is_discarded() ? json::object() : details}});
+    }
+    return ok(200, std::move(data), page_meta(page, size, total));
+  }
+
+  const AdminRequest& req_;
+  AdminDeps& d_;
+  const std::string& rid;
+  std::map<std::string, std::string> query_;
+  Caller caller_;
+};
+
+}  // namespace
+
+AdminResponse handle_admin(const AdminRequest& req, AdminDeps deps) {
+  try {
+    return Handler(req, deps).run();
+  } catch (const StoreError& e) {
+    return error_response(errors::unavailable("unavailable", "The key store is unavailable."),
+                          req.request_id);
+  } catch (const std::exception& e) {
+    return error_response(errors::internal(), req.request_id);
+  }
+}
+
+}  // namespace keygate

@@ -1,0 +1,279 @@
+#include "keygate/keys/key_service.hpp"
+
+#include <ctime>
+#include <regex>
+
+#include "keygate/config/values.hpp"
+#include "keygate/keys/cidr.hpp"
+
+namespace keygate {
+
+Error validation_error(const std::string& field, const std::string& message) {
+  Error e = errors::bad_request(message);
+  e.details = nlohmann::json{{"field", field}};
+  return e;
+}
+
+KeyService::KeyService(KeyStore& store, const Config& config)
+    : store_(store), config_(config), format_(config.keys), hasher_(config.keys.pepper) {}
+
+std::optional<Error> KeyService::validate(const KeySpec& s) const {
+  static const std::regex scope_re("^[A-Za-z0-9:._*/-]{1,64}$");
+  static const std::regex owner_re("^[A-Za-z0-9:@._/-]{0,128}$");
+  if (s.name.empty() || s.name.size() > 200)
+    return validation_error("name", "name is required (1-200 characters)");
+  for (char c : s.name)
+    if (static_cast<unsigned char>(c) < 0x20)
+      return validation_error("name", "name must not contain control characters");
+  if (!std::regex_match(s.owner, owner_re))
+    return validation_error("owner", "owner must be up to 128 of [A-Za-z0-9:@._/-]");
+  for (const auto& sc : s.scopes)
+    if (!std::regex_match(sc, scope_re))
+      return validation_error("scopes", "invalid scope '" + sc + "' (1-64 of [A-Za-z0-9:._*/-])");
+  if (!s.plan.empty() && !config_.plans.contains(s.plan))
+    return validation_error("plan", "unknown plan '" + s.plan + "'");
+  if (s.rate && (s.rate->requests == 0 || s.rate->period.count() <= 0))
+    return validation_error("rate", "rate needs requests >= 1 and a positive period");
+  if (s.expires_at && *s.expires_at <= now_millis())
+    return validation_error("expires_at", "expires_at must be in the future");
+  for (const auto& ip : s.allowed_ips)
+    if (auto c = parse_cidr(ip); !c) return validation_error("allowed_ips", c.error());
+  if (s.metadata.size() > 64) return validation_error("metadata", "at most 64 metadata entries");
+  for (const auto& [k, v] : s.metadata)
+    if (k.empty() || k.size() > 64 || v.size() > 1024)
+      return validation_error("metadata", "metadata keys are 1-64 and values 0-1024 characters");
+  return std::nullopt;
+}
+
+IssuedKey KeyService::issue(KeyRecord r) {
+  IssuedKey out;
+  out.key = format_.generate();
+  r.id = generate_key_id();
+  r.prefix = format_.display_prefix(out.key);
+  r.last4 = out.key.substr(out.key.size() - 4);
+  r.hash = hasher_.hash(out.key);
+  r.created_at = now_millis();
+  r.revoked_at.reset();
+  r.last_used_at.reset();
+  r.last_used_ip.clear();
+  out.record = std::move(r);
+  return out;
+}
+
+void KeyService::changed(const KeyRecord& r) {
+  if (on_change_) on_change_(r);
+}
+
+std::expected<IssuedKey, Error> KeyService::create(const KeySpec& spec, const std::string& actor) {
+  if (auto err = validate(spec)) return std::unexpected(*err);
+  KeyRecord base;
+  base.name = spec.name;
+  base.owner = spec.owner;
+  base.scopes = spec.scopes;
+  base.plan = spec.plan;
+  base.rate = spec.rate;
+  base.expires_at = spec.expires_at;
+  base.allowed_ips = spec.allowed_ips;
+  base.metadata = spec.metadata;
+  base.created_by = actor;
+  IssuedKey issued = issue(std::move(base));
+  store_.transaction([&] {
+    store_.insert_key(issued.record);
+    store_.add_audit(
+        {0, issued.record.created_at, "create", issued.record.id, actor,
+         nlohmann::json{{"prefix", issued.record.prefix}, {"name", issued.record.name}}.dump()});
+  });
+  changed(issued.record);
+  return issued;
+}
+
+std::expected<KeyRecord, Error> KeyService::resolve(const std::string& ref) {
+  if (ref.starts_with("key_")) {
+    if (auto r = store_.get_key(ref)) return *r;
+  }
+  auto matches = store_.keys_with_prefix(ref);
+  if (matches.size() == 1) return matches.front();
+  if (matches.size() > 1) {
+    Error e{409,
+            "CONFLICT",
+            "ambiguous",
+            "Prefix '" + ref + "' matches " + std::to_string(matches.size()) +
+                " keys; use the key id instead.",
+            nlohmann::json::object(),
+            {}};
+    return std::unexpected(e);
+  }
+  return std::unexpected(errors::not_found("No key with id or prefix '" + ref + "'."));
+}
+
+std::expected<KeyRecord, Error> KeyService::update(const std::string& ref, const KeyPatch& p,
+                                                   const std::string& actor) {
+  auto found = resolve(ref);
+  if (!found) return found;
+  KeyRecord r = *found;
+  KeySpec check{r.name, r.owner, r.scopes, r.plan, r.rate, std::nullopt, r.allowed_ips, r.metadata};
+  nlohmann::json changed_fields = nlohmann::json::array();
+  if (p.name) check.name = *p.name, changed_fields.push_back("name");
+  if (p.scopes) check.scopes = *p.scopes, changed_fields.push_back("scopes");
+  if (p.plan) check.plan = *p.plan, changed_fields.push_back("plan");
+  if (p.rate) check.rate = *p.rate, changed_fields.push_back("rate");
+  if (p.allowed_ips) check.allowed_ips = *p.allowed_ips, changed_fields.push_back("allowed_ips");
+  if (p.metadata) check.metadata = *p.metadata, changed_fields.push_back("metadata");
+  if (p.expires_at) check.expires_at = *p.expires_at, changed_fields.push_back("expires_at");
+  if (p.enabled) changed_fields.push_back("enabled");
+  if (auto err = validate(check)) return std::unexpected(*err);
+  if (r.revoked_at)
+    return std::unexpected(Error{409,
+                                 "CONFLICT",
+                                 "revoked",
+                                 "Key " + r.id + " is revoked and cannot change.",
+                                 nlohmann::json::object(),
+                                 {}});
+  r.name = check.name;
+  r.scopes = check.scopes;
+  r.plan = check.plan;
+  r.rate = check.rate;
+  r.allowed_ips = check.allowed_ips;
+  r.metadata = check.metadata;
+  if (p.expires_at) r.expires_at = *p.expires_at;
+  if (p.enabled) r.enabled = *p.enabled;
+  store_.transaction([&] {
+    store_.update_key(r);
+    store_.add_audit({0, now_millis(), "update", r.id, actor,
+                      nlohmann::json{{"fields", changed_fields}}.dump()});
+  });
+  changed(r);
+  return r;
+}
+
+std::expected<KeyRecord, Error> KeyService::revoke(const std::string& ref,
+                                                   const std::string& actor) {
+  auto found = resolve(ref);
+  if (!found) return found;
+  KeyRecord r = *found;
+  UnixMillis now = now_millis();
+  if (r.revoked_at && *r.revoked_at <= now) return r;  // idempotent
+  r.revoked_at = now;
+  store_.transaction([&] {
+    store_.update_key(r);
+    store_.add_audit({0, now, "revoke", r.id, actor, "{}"});
+  });
+  changed(r);
+  return r;
+}
+
+std::expected<IssuedKey, Error> KeyService::rotate(const std::string& ref, Millis grace,
+                                                   const std::string& actor) {
+  auto found = resolve(ref);
+  if (!found) return std::unexpected(found.error());
+  KeyRecord old = *found;
+  UnixMillis now = now_millis();
+  if (old.revoked_at && *old.revoked_at <= now)
+    return std::unexpected(Error{409,
+                                 "CONFLICT",
+                                 "revoked",
+                                 "Key " + old.id + " is revoked; create a new key instead.",
+                                 nlohmann::json::object(),
+                                 {}});
+  KeyRecord base = old;
+  base.rotated_from = old.id;
+  base.created_by = actor;
+  IssuedKey issued = issue(std::move(base));
+  // The old key works until the grace ends, then answers 401 expired.
+  if (grace.count() > 0) {
+    UnixMillis until = now + grace.count();
+    if (!old.expires_at || *old.expires_at > until) old.expires_at = until;
+  } else {
+    old.revoked_at = now;
+  }
+  store_.transaction([&] {
+    store_.insert_key(issued.record);
+    store_.update_key(old);
+    store_.add_audit(
+        {0, now, "rotate", old.id, actor,
+         nlohmann::json{{"new_key_id", issued.record.id}, {"grace", format_duration(grace)}}
+             .dump()});
+  });
+  changed(old);
+  changed(issued.record);
+  return issued;
+}
+
+std::string format_time(UnixMillis t) {
+  std::time_t secs = t / 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(t % 1000));
+  return out;
+}
+
+std::optional<UnixMillis> parse_time(const std::string& s) {
+  static const std::regex re(
+      R"(^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$)");
+  std::smatch m;
+  if (!std::regex_match(s, m, re)) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = std::stoi(m[1]) - 1900;
+  tm.tm_mon = std::stoi(m[2]) - 1;
+  tm.tm_mday = std::stoi(m[3]);
+  tm.tm_hour = std::stoi(m[4]);
+  tm.tm_min = std::stoi(m[5]);
+  tm.tm_sec = std::stoi(m[6]);
+  if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+      tm.tm_sec > 60)
+    return std::nullopt;
+  std::int64_t secs = timegm(&tm);
+  std::int64_t ms = 0;
+  if (m[7].matched) {
+    std::string frac = m[7].str().substr(1) + "00";
+    ms = std::stoi(frac.substr(0, 3));
+  }
+  std::string tz = m[8];
+  if (tz != "Z" && tz != "z") {
+    int sign = tz[0] == '-' ? -1 : 1;
+    secs -= sign * (std::stoi(tz.substr(1, 2)) * 3600 + std::stoi(tz.substr(4, 2)) * 60);
+  }
+  return secs * 1000 + ms;
+}
+
+nlohmann::json rate_to_json(const std::optional<Rate>& r) {
+  if (!r) return nullptr;
+  nlohmann::json j = {{"requests", r->requests}, {"period", format_duration(r->period)}};
+  j["burst"] = r->burst ? nlohmann::json(r->burst) : nlohmann::json(r->requests);
+  return j;
+}
+
+nlohmann::json key_to_json(const KeyRecord& r, UnixMillis now, const std::string* secret) {
+  auto opt_time = [](const std::optional<UnixMillis>& t) {
+    return t ? nlohmann::json(format_time(*t)) : nlohmann::json(nullptr);
+  };
+  auto opt_str = [](const std::string& s) {
+    return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s);
+  };
+  nlohmann::json j = {{"id", r.id},
+                      {"prefix", r.prefix},
+                      {"last4", r.last4},
+                      {"name", r.name},
+                      {"owner", opt_str(r.owner)},
+                      {"scopes", r.scopes},
+                      {"plan", opt_str(r.plan)},
+                      {"rate", rate_to_json(r.rate)},
+                      {"allowed_ips", r.allowed_ips},
+                      {"metadata", r.metadata},
+                      {"enabled", r.enabled},
+                      {"status", r.status(now)},
+                      {"created_at", format_time(r.created_at)},
+                      {"expires_at", opt_time(r.expires_at)},
+                      {"revoked_at", opt_time(r.revoked_at)},
+                      {"last_used_at", opt_time(r.last_used_at)},
+                      {"last_used_ip", opt_str(r.last_used_ip)},
+                      {"rotated_from", opt_str(r.rotated_from)},
+                      {"created_by", opt_str(r.created_by)}};
+  if (secret) j["key"] = *secret;
+  return j;
+}
+
+}  // namespace keygate

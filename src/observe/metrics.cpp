@@ -1,0 +1,119 @@
+#include "keygate/observe/metrics.hpp"
+
+#include <cstdio>
+
+namespace keygate {
+
+namespace {
+bool is_auth_failure(std::string_view r) {
+  return r == "missing" || r == "malformed" || r == "invalid" || r == "revoked" ||
+         r == "disabled" || r == "expired" || r == "conflict" || r == "scope" || r == "ip" ||
+         r == "plan";
+}
+void line(std::string& out, std::string_view name, std::string_view labels, std::uint64_t v) {
+  out += name;
+  if (!labels.empty()) {
+    out += '{';
+    out += labels;
+    out += '}';
+  }
+  out += ' ';
+  out += std::to_string(v);
+  out += '\n';
+}
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += "# HELP " + std::string(name) + " " + std::string(help) + "\n# TYPE " + std::string(name) +
+         " " + std::string(type) + "\n";
+}
+}  // namespace
+
+void Histogram::observe(double seconds) {
+  size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+void Histogram::render(std::string& out, std::string_view name, std::string_view help) const {
+  header(out, name, "histogram", help);
+  std::uint64_t cumulative = 0;
+  char le[32];
+  for (size_t i = 0; i < kBounds.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    std::snprintf(le, sizeof le, "le=\"%g\"", kBounds[i]);
+    line(out, std::string(name) + "_bucket", le, cumulative);
+  }
+  cumulative += buckets_.back().load(std::memory_order_relaxed);
+  line(out, std::string(name) + "_bucket", "le=\"+Inf\"", cumulative);
+  char sum[64];
+  std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(sum_us_.load()) / 1e6);
+  out += std::string(name) + "_sum " + sum + "\n";
+  line(out, std::string(name) + "_count", "", count_.load(std::memory_order_relaxed));
+}
+
+size_t Metrics::reason_index(std::string_view reason) {
+  if (reason.empty()) return 0;
+  for (size_t i = 0; i < kReasons.size(); ++i)
+    if (kReasons[i] == reason) return i;
+  return kReasons.size() - 1;
+}
+
+void Metrics::count_request(int status, std::string_view reason) {
+  size_t cls = status >= 100 && status < 600 ? static_cast<size_t>(status / 100 - 1) : 4;
+  requests_[cls][reason_index(reason)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::count_upstream_error(std::string_view kind) {
+  for (size_t i = 0; i < kUpstreamKinds.size(); ++i)
+    if (kUpstreamKinds[i] == kind) upstream_errors_[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::string Metrics::render(const Gauges& g) const {
+  std::string out;
+  out.reserve(8192);
+  header(out, "keygate_requests_total", "counter",
+         "Requests answered, by status class and reason.");
+  std::uint64_t rate_limited = 0;
+  std::array<std::uint64_t, kReasons.size()> auth_failures{};
+  for (size_t c = 0; c < requests_.size(); ++c) {
+    for (size_t r = 0; r < kReasons.size(); ++r) {
+      std::uint64_t v = requests_[c][r].load(std::memory_order_relaxed);
+      if (v == 0) continue;
+      line(out, "keygate_requests_total",
+           "class=\"" + std::to_string(c + 1) + "xx\",reason=\"" + std::string(kReasons[r]) + "\"",
+           v);
+      if (kReasons[r] == "rate_limit") rate_limited += v;
+      if (is_auth_failure(kReasons[r])) auth_failures[r] += v;
+    }
+  }
+  header(out, "keygate_auth_failures_total", "counter", "Requests refused by authentication.");
+  for (size_t r = 0; r < kReasons.size(); ++r)
+    if (is_auth_failure(kReasons[r]))
+      line(out, "keygate_auth_failures_total", "reason=\"" + std::string(kReasons[r]) + "\"",
+           auth_failures[r]);
+  header(out, "keygate_rate_limited_total", "counter", "Requests refused by rate limiting.");
+  line(out, "keygate_rate_limited_total", "", rate_limited);
+  header(out, "keygate_upstream_errors_total", "counter", "Failed upstream exchanges, by kind.");
+  for (size_t k = 0; k < kUpstreamKinds.size(); ++k)
+    line(out, "keygate_upstream_errors_total", "kind=\"" + std::string(kUpstreamKinds[k]) + "\"",
+         upstream_errors_[k].load(std::memory_order_relaxed));
+  request_seconds.render(out, "keygate_request_duration_seconds",
+                         "Time from request head to the end of the response.");
+  upstream_seconds.render(out, "keygate_upstream_duration_seconds",
+                          "Time from sending upstream to the response head.");
+  auto gauge = [&](std::string_view name, std::string_view help, std::int64_t v) {
+    header(out, name, "gauge", help);
+    out += std::string(name) + " " + std::to_string(v) + "\n";
+  };
+  gauge("keygate_keys_active", "Keys that are enabled, not revoked and not expired.",
+        g.keys_active);
+  gauge("keygate_keys_total", "Keys held in memory (all statuses).", g.keys_total);
+  gauge("keygate_open_connections", "Open client connections.", open_connections());
+  gauge("keygate_rate_limit_buckets", "Token buckets in memory.", g.buckets);
+  gauge("keygate_store_queries_total", "SQL statements run by the serving process.",
+        g.store_queries);
+  return out;
+}
+
+}  // namespace keygate

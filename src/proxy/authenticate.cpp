@@ -1,0 +1,53 @@
+#include "keygate/proxy/stages.hpp"
+
+namespace keygate {
+
+std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Context& ctx,
+                                  UnixMillis now) {
+  if (!ctx.credential) return errors::auth("missing", rt.missing_message);
+  const std::string& key = ctx.credential->value;
+  // Cheap rejections first: garbage never costs a hash, unknown keys never a store query.
+  if (!rt.key_format.well_formed(key))
+    return errors::auth("malformed", "Malformed API key. Check that the whole key was copied.");
+  KeyHash h = rt.hasher.hash(key);
+  bool found = index.visit(h, [&](const AuthKey& k) {
+    ctx.key = k;
+    ctx.usage_due = k.claim_usage_report(now, kUsageReportInterval);  // on the indexed record
+  });
+  if (!found) return errors::auth("invalid", "Invalid or revoked API key");
+
+  const AuthKey& k = *ctx.key;
+  std::optional<Error> err;
+  if (k.revoked_at() && k.revoked_at() <= now)
+    err = errors::auth("revoked", "This API key has been revoked.");
+  else if (k.expires_at() && k.expires_at() <= now)
+    err = errors::auth("expired", "This API key has expired.");
+  else if (!k.enabled())
+    err = errors::auth("disabled", "This API key is disabled.");
+  if (err) {
+    ctx.key.reset();  // not authenticated: no identity, no rate-limit headers
+    return err;
+  }
+  if (!k.allowed_nets().empty() && !any_contains(k.allowed_nets(), ctx.client_ip))
+    return errors::forbidden("ip", "This API key may not be used from this IP address.");
+  if (ctx.route) {
+    std::vector<std::string> missing;
+    for (const auto& s : ctx.route->require_scopes)
+      if (!k.has_scope(s)) missing.push_back(s);
+    if (!missing.empty()) {
+      Error e = errors::forbidden(
+          "scope", "This API key lacks the required scope(s): " + join_csv(missing) + ".");
+      e.details["required_scopes"] = ctx.route->require_scopes;
+      return e;
+    }
+  }
+  RatePolicy policy = resolve_policy(k, rt.config);
+  ctx.plan = policy.plan->name;
+  if (!policy.plan->allow)
+    return errors::forbidden("plan", policy.plan->message.empty()
+                                         ? "Your plan does not include API access."
+                                         : policy.plan->message);
+  return std::nullopt;
+}
+
+}  // namespace keygate

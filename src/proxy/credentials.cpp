@@ -1,0 +1,85 @@
+#include <boost/beast/core/string.hpp>
+
+#include "keygate/proxy/stages.hpp"
+
+namespace keygate {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A query parameter's raw value (keys are base62 and '_': no decoding needed;
+// anything percent-encoded fails the format check later, as it should).
+std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == name)
+      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string missing_key_message(const AuthConfig& auth) {
+  std::string ways;
+  for (size_t i = 0; i < auth.sources.size(); ++i) {
+    const auto& s = auth.sources[i];
+    std::string way = s.kind == AuthSource::Kind::bearer ? "as 'Authorization: Bearer <key>'"
+                      : s.kind == AuthSource::Kind::header
+                          ? "in the " + s.name + " header"
+                          : "in the " + s.name + " query parameter";
+    if (i > 0) ways += i + 1 == auth.sources.size() ? " or " : ", ";
+    ways += way;
+  }
+  return "Missing API key. Pass it " + ways + ".";
+}
+
+std::optional<Error> extract_credential(const RequestView& req, const AuthConfig& auth,
+                                        Context& ctx) {
+  for (const auto& src : auth.sources) {
+    std::optional<std::string_view> value;
+    switch (src.kind) {
+      case AuthSource::Kind::bearer: {
+        auto it = req.fields.find(boost::beast::http::field::authorization);
+        if (it == req.fields.end()) break;
+        std::string_view h = trim(it->value());
+        auto space = h.find(' ');
+        if (!boost::beast::iequals(h.substr(0, space), "bearer")) break;  // another scheme
+        value = space == std::string_view::npos ? std::string_view{} : trim(h.substr(space + 1));
+        if (value->empty())
+          return errors::auth("malformed",
+                              "Malformed Authorization header: 'Bearer' needs a key after it.");
+        break;
+      }
+      case AuthSource::Kind::header: {
+        auto it = req.fields.find(src.name);
+        if (it == req.fields.end()) break;
+        value = trim(it->value());
+        if (value->empty())
+          return errors::auth("malformed", "The " + src.name + " header is empty.");
+        break;
+      }
+      case AuthSource::Kind::query:
+        value = query_param(req.query(), src.name);
+        if (value && value->empty())
+          return errors::auth("malformed", "The " + src.name + " query parameter is empty.");
+        break;
+    }
+    if (!value) continue;
+    if (ctx.credential && ctx.credential->value != *value)
+      return errors::auth("conflict", "Two different API keys were sent; send exactly one.");
+    if (!ctx.credential) ctx.credential = Credential{std::string(*value), src};
+  }
+  return std::nullopt;
+}
+
+}  // namespace keygate

@@ -1,0 +1,62 @@
+#include "keygate/proxy/error.hpp"
+
+namespace keygate::errors {
+
+Error bad_request(std::string message) {
+  return Error{400, "VALIDATION_ERROR", "", std::move(message), nlohmann::json::object(), {}};
+}
+Error auth(std::string_view reason, std::string message) {
+  return Error{401, "AUTH_ERROR", std::string(reason), std::move(message), nlohmann::json::object(),
+               {}};
+}
+Error forbidden(std::string_view reason, std::string message) {
+  return Error{403, "FORBIDDEN", std::string(reason), std::move(message), nlohmann::json::object(),
+               {}};
+}
+Error not_found(std::string message) {
+  return Error{404, "NOT_FOUND", "", std::move(message), nlohmann::json::object(), {}};
+}
+Error payload_too_large(std::uint64_t limit) {
+  return Error{413,
+               "PAYLOAD_TOO_LARGE",
+               "body_too_large",
+               "Request body exceeds the limit of " + std::to_string(limit) + " bytes.",
+               nlohmann::json{{"limit_bytes", limit}},
+               {}};
+}
+Error headers_too_large(std::uint64_t limit) {
+  return Error{431,
+               "HEADERS_TOO_LARGE",
+               "headers_too_large",
+               "Request headers exceed the limit of " + std::to_string(limit) + " bytes.",
+               nlohmann::json{{"limit_bytes", limit}},
+               {}};
+}
+Error rate_limited(std::int64_t retry_after_seconds) {
+  return Error{429,
+               "RATE_LIMIT_ERROR",
+               "rate_limit",
+               "Rate limit exceeded. Retry in " + std::to_string(retry_after_seconds) + " seconds.",
+               nlohmann::json{{"retry_after_seconds", retry_after_seconds}},
+               retry_after_seconds};
+}
+Error upstream_error(std::string message) {
+  return Error{502, "UPSTREAM_ERROR", "upstream", std::move(message), nlohmann::json::object(), {}};
+}
+Error upstream_timeout() {
+  return Error{504,
+               "UPSTREAM_TIMEOUT",
+               "upstream_timeout",
+               "The upstream service did not answer in time.",
+               nlohmann::json::object(),
+               {}};
+}
+Error unavailable(std::string_view reason, std::string message) {
+  return Error{
+      503, "UNAVAILABLE", std::string(reason), std::move(message), nlohmann::json::object(), {}};
+}
+Error internal() {
+  return Error{500, "INTERNAL_ERROR", "", "Internal error.", nlohmann::json::object(), {}};
+}
+
+}  // namespace keygate::errors

@@ -1,0 +1,154 @@
+#include "keygate/proxy/error_renderer.hpp"
+
+#include <array>
+#include <ctime>
+
+namespace keygate {
+
+namespace {
+
+constexpr std::array<std::string_view, 8> kPlaceholders = {
+    "code", "message", "status", "reason", "request_id", "details", "retry_after", "retry_at"};
+
+struct Values {
+  std::string code, message, reason, request_id, retry_after, retry_at;
+  int status = 0;
+  nlohmann::json details;
+
+  nlohmann::json typed(std::string_view name) const {
+    if (name == "status") return status;
+    if (name == "details") return details;
+    if (name == "retry_after")
+      return retry_after.empty() ? nlohmann::json(nullptr)
+                                 : nlohmann::json(std::stoll(retry_after));
+    return textual(name);
+  }
+  std::string textual(std::string_view name) const {
+    if (name == "code") return code;
+    if (name == "message") return message;
+    if (name == "status") return std::to_string(status);
+    if (name == "reason") return reason;
+    if (name == "request_id") return request_id;
+    if (name == "details") return details.dump();
+    if (name == "retry_after") return retry_after;
+    if (name == "retry_at") return retry_at;
+    std::string unknown(1, '{');  // left as written
+    unknown.append(name);
+    unknown.push_back('}');
+    return unknown;
+  }
+};
+
+// Replaces every {name} in `text`; unknown names are left as written.
+std::string substitute(std::string_view text, const Values& v) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    auto open = text.find('{', i);
+    if (open == std::string_view::npos) break;
+    auto close = text.find('}', open);
+    if (close == std::string_view::npos) break;
+    out.append(text.substr(i, open - i));
+    out += v.textual(text.substr(open + 1, close - open - 1));
+    i = close + 1;
+  }
+  out.append(text.substr(i));
+  return out;
+}
+
+nlohmann::json fill(const nlohmann::json& t, const Values& v) {
+  if (t.is_string()) {
+    const auto& s = t.get_ref<const std::string&>();
+    if (s.size() > 2 && s.front() == '{' && s.back() == '}' && s.find('{', 1) == std::string::npos)
+      return v.typed(std::string_view(s).substr(1, s.size() - 2));
+    return substitute(s, v);
+  }
+  if (t.is_array()) {
+    auto out = nlohmann::json::array();
+    for (const auto& item : t) out.push_back(fill(item, v));
+    return out;
+  }
+  if (t.is_object()) {
+    auto out = nlohmann::json::object();
+    for (const auto& [k, item] : t.items()) out[k] = fill(item, v);
+    return out;
+  }
+  return t;
+}
+
+nlohmann::json details_of(const Error& e) {
+  nlohmann::json d = e.details.is_object() ? e.details : nlohmann::json::object();
+  if (!e.reason.empty()) d["reason"] = e.reason;
+  return d;
+}
+
+}  // namespace
+
+std::string format_rfc3339(std::chrono::system_clock::time_point t) {
+  std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string ErrorRenderer::envelope(const Error& e, std::string_view request_id) {
+  nlohmann::ordered_json body = {{"success", false},
+                                 {"error",
+                                  {{"code", e.code},
+                                   {"message", e.message},
+                                   {"details", details_of(e)},
+                                   {"request_id", request_id}}}};
+  return body.dump();
+}
+
+std::string ErrorRenderer::render(const Error& e, std::string_view request_id,
+                                  std::chrono::system_clock::time_point now) const {
+  if (!style_) return envelope(e, request_id);
+  Values v;
+  v.status = e.status;
+  v.reason = e.reason;
+  v.request_id = std::string(request_id);
+  v.details = details_of(e);
+  if (e.retry_after) {
+    v.retry_after = std::to_string(*e.retry_after);
+    v.retry_at = format_rfc3339(now + std::chrono::seconds(*e.retry_after));
+  }
+  auto code = style_->codes.find(e.code);
+  v.code = code != style_->codes.end() ? code->second : e.code;
+  auto msg = style_->messages.find(e.reason);
+  v.message = substitute(msg != style_->messages.end() ? msg->second : e.message, v);
+
+  const nlohmann::json* tmpl = &style_->template_body;
+  if (auto t = style_->templates.find(e.reason); t != style_->templates.end()) tmpl = &t->second;
+  if (tmpl->is_null()) {
+    Error styled = e;
+    styled.code = v.code;
+    styled.message = v.message;
+    return envelope(styled, request_id);
+  }
+  return fill(*tmpl, v).dump();
+}
+
+std::optional<std::string> ErrorRenderer::unknown_placeholder(std::string_view text) {
+  size_t i = 0;
+  while ((i = text.find('{', i)) != std::string_view::npos) {
+    auto close = text.find('}', i);
+    if (close == std::string_view::npos) return std::nullopt;
+    auto name = text.substr(i + 1, close - i - 1);
+    bool known = false;
+    for (auto p : kPlaceholders) known = known || p == name;
+    if (!known) return std::string(name);
+    i = close + 1;
+  }
+  return std::nullopt;
+}
+
+std::string ErrorRenderer::placeholder_names() {
+  std::string out;
+  for (auto p : kPlaceholders) out += (out.empty() ? "{" : ", {") + std::string(p) + "}";
+  return out;
+}
+
+}  // namespace keygate

@@ -1,0 +1,50 @@
+#include "keygate/proxy/pipeline.hpp"
+
+#include "keygate/proxy/stages.hpp"
+
+namespace keygate {
+
+Verdict Pipeline::reply(const Error& e, Context& ctx) const {
+  ctx.reason = e.reason;
+  Verdict v;
+  v.status = e.status;
+  v.body = rt_.renderer.render(e, ctx.request_id, std::chrono::system_clock::now());
+  v.www_authenticate = e.status == 401;
+  return v;
+}
+
+std::optional<Verdict> Pipeline::health(const RequestView& req, Context& ctx) const {
+  const HealthConfig& h = rt_.config.health;
+  std::string_view path = req.path();
+  bool live = h.live && path == *h.live;
+  bool ready = h.ready && path == *h.ready;
+  bool health = h.path && path == *h.path;
+  if (!live && !ready && !health) return std::nullopt;
+  if (ready || health) {
+    if (state_.draining)
+      return reply(errors::unavailable("draining", "The gateway is shutting down."), ctx);
+    if (!state_.store_ok)
+      return reply(errors::unavailable("unavailable", "The key store is unavailable."), ctx);
+  }
+  return Verdict{false, 200, R"({"success":true,"data":{"status":"ok"}})", false};
+}
+
+Verdict Pipeline::decide(const RequestView& req, Context& ctx) const {
+  if (auto v = health(req, ctx)) return *v;
+
+  ctx.route = match_route(rt_.config.routes, req.method, req.path());
+  if (ctx.route && ctx.route->auth_none) return Verdict{true};
+
+  if (auto e = extract_credential(req, rt_.config.auth, ctx)) return reply(*e, ctx);
+  UnixMillis now = now_millis();
+  if (auto e = authenticate(rt_, index_, ctx, now)) {
+    // A 403 goes to an authenticated key: it still gets its rate-limit headers.
+    if (ctx.key) ctx.rate = limiter_.peek(*ctx.key, resolve_policy(*ctx.key, rt_.config));
+    return reply(*e, ctx);
+  }
+  if (usage_ && ctx.usage_due) usage_->record({std::string(ctx.key->id()), now, ctx.client_ip});
+  if (auto e = rate_limit(rt_, limiter_, ctx)) return reply(*e, ctx);
+  return Verdict{true};
+}
+
+}  // namespace keygate

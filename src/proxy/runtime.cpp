@@ -1,0 +1,14 @@
+#include "keygate/proxy/runtime.hpp"
+
+#include "keygate/proxy/stages.hpp"
+
+namespace keygate {
+
+Runtime::Runtime(Config c)
+    : config(std::move(c)),
+      renderer(config.errors),
+      key_format(config.keys),
+      hasher(config.keys.pepper),
+      missing_message(missing_key_message(config.auth)) {}
+
+}  // namespace keygate

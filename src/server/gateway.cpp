@@ -1,0 +1,218 @@
+#include "keygate/server/gateway.hpp"
+
+#include <cmath>
+#include <csignal>
+#include <functional>
+#include <thread>
+
+#include "keygate/config/loader.hpp"
+#include "keygate/observe/log.hpp"
+#include "server/admin_session.hpp"
+#include "server/store_worker.hpp"
+#include "server/worker.hpp"
+
+namespace keygate {
+
+using namespace net;
+
+namespace {
+
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+tcp::endpoint resolve_listen(const HostPort& hp) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(hp.host, ec);
+  if (!ec) return {addr, hp.port};
+  asio::io_context ioc;  // startup only: a blocking lookup is fine here
+  tcp::resolver r(ioc);
+  auto results = r.resolve(hp.host, std::to_string(hp.port));
+  return *results.begin();
+}
+
+std::unique_ptr<tcp::acceptor> open_acceptor(asio::io_context& ioc, const tcp::endpoint& ep,
+                                             bool share_port) {
+  auto a = std::make_unique<tcp::acceptor>(ioc);
+  a->open(ep.protocol());
+  a->set_option(tcp::acceptor::reuse_address(true));
+  if (share_port) a->set_option(reuse_port(true));
+  a->bind(ep);
+  a->listen(asio::socket_base::max_listen_connections);
+  return a;
+}
+
+awaitable<void> accept_proxy(tcp::acceptor& acceptor, Worker& w, Services& svc) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+    if (ec) {
+      if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+      log::warn("accept failed", {{"error", ec.message()}});
+      asio::steady_timer t(w.ioc, std::chrono::milliseconds(50));  // e.g. out of descriptors
+      co_await t.async_wait(use_tuple);
+      continue;
+    }
+    if (static_cast<std::uint64_t>(svc.metrics.open_connections()) >=
+        w.runtime->config.limits.max_connections) {
+      boost::system::error_code ignored;
+      socket.close(ignored);  // over max_connections: refuse at once
+      continue;
+    }
+    asio::co_spawn(w.ioc, run_proxy_session(std::move(socket), w, svc), asio::detached);
+  }
+}
+
+awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const Metrics& metrics,
+                             const GatewayState& state) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+    if (ec) {
+      if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(),
+                   run_admin_session(std::move(socket), store, metrics, state), asio::detached);
+  }
+}
+
+void load_index(KeyStore& store, KeyIndex& index) {
+  auto t0 = std::chrono::steady_clock::now();
+  store.for_each_changed(0, [&](const KeyRecord& r) {
+    index.upsert(r);
+    if (r.change_seq > index.applied_seq) index.applied_seq = r.change_seq;
+  });
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  log::info("keys loaded", {{"count", index.size()}, {"ms", std::round(ms)}});
+}
+
+}  // namespace
+
+int serve(Config config) {
+  log::setup(config.logging);
+  // Signals are handled by asio on the main thread; block them in every other thread.
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  KeyIndex index;
+  std::unique_ptr<KeyStore> store;
+  try {
+    store = std::make_unique<KeyStore>(config.store_sqlite);
+    for (const auto& m : store->migrate()) log::info("applied migration", {{"name", m}});
+    load_index(*store, index);
+  } catch (const std::exception& e) {
+    log::error("store unusable", {{"error", e.what()}, {"path", config.store_sqlite}});
+    return 1;
+  }
+
+  auto rt = std::make_shared<const Runtime>(config);
+  SteadyClock clock;
+  RateLimiter limiter(clock);
+  GatewayState state;
+  Metrics metrics;
+  StoreWorker storew(std::move(store), rt, index, limiter, state);
+  Services svc{index, limiter, storew, state, metrics};
+
+  const int n = config.effective_threads();
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::unique_ptr<tcp::acceptor> admin_acceptor;
+  try {
+    tcp::endpoint ep = resolve_listen(config.listen);
+    for (int i = 0; i < n; ++i) {
+      workers.push_back(std::make_unique<Worker>(rt));
+      acceptors.push_back(open_acceptor(workers.back()->ioc, ep, true));
+      if (i == 0) ep.port(acceptors[0]->local_endpoint().port());  // port 0: share the one picked
+    }
+    log::info("listening", {{"address", ep.address().to_string()},
+                            {"port", ep.port()},
+                            {"threads", n},
+                            {"upstream", config.upstream.url}});
+    if (config.admin.enabled()) {
+      auto aep = resolve_listen(config.admin.listen);
+      admin_acceptor = open_acceptor(workers[0]->ioc, aep, false);
+      log::info("admin API listening", {{"address", aep.address().to_string()},
+                                        {"port", admin_acceptor->local_endpoint().port()}});
+    } else {
+      log::info("admin API off (admin.token is empty)");
+    }
+  } catch (const std::exception& e) {
+    log::error("cannot listen", {{"error", e.what()}});
+    return 1;
+  }
+
+  for (int i = 0; i < n; ++i)
+    asio::co_spawn(workers[i]->ioc, accept_proxy(*acceptors[i], *workers[i], svc), asio::detached);
+  if (admin_acceptor)
+    asio::co_spawn(workers[0]->ioc, accept_admin(*admin_acceptor, storew, metrics, state),
+                   asio::detached);
+
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  storew.start();
+  std::vector<std::thread> threads;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& w : workers) {
+    guards.push_back(asio::make_work_guard(w->ioc));
+    threads.emplace_back([&ioc = w->ioc] { ioc.run(); });
+  }
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+
+  asio::io_context control;
+  asio::signal_set signals(control, SIGINT, SIGTERM, SIGHUP);
+  std::string config_path = config.source_path;
+  bool stop = false;
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        auto next = load_config_file(config_path);
+        if (!next) {
+          log::error("reload failed; keeping the running config",
+                     {{"errors", next.error().messages}});
+        } else {
+          if (next->listen.str() != config.listen.str() || next->threads != config.threads ||
+              next->store_sqlite != config.store_sqlite ||
+              next->admin.listen.str() != config.admin.listen.str())
+            log::warn("listen, threads, store and admin.listen change only on restart");
+          log::setup(next->logging);
+          auto fresh = std::make_shared<const Runtime>(*next);
+          for (auto& w : workers) asio::post(w->ioc, [&wk = *w, fresh] { wk.runtime = fresh; });
+          storew.set_runtime(fresh);
+          log::info("config reloaded", {{"path", config_path}});
+        }
+        wait_signal();
+        return;
+      }
+      stop = true;
+    });
+  };
+  wait_signal();
+  while (!stop) control.run_one();
+
+  // Drain: refuse new connections, close idle ones, let in-flight requests finish.
+  log::info("draining", {{"open_connections", metrics.open_connections()},
+                         {"timeout_ms", config.shutdown_timeout.count()}});
+  state.draining = true;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    asio::post(workers[i]->ioc, [&, i] {
+      boost::system::error_code ignored;
+      acceptors[i]->close(ignored);
+      if (i == 0 && admin_acceptor) admin_acceptor->close(ignored);
+      for (auto* s : workers[i]->idle_streams) s->socket().cancel(ignored);
+    });
+  }
+  auto deadline = std::chrono::steady_clock::now() + config.shutdown_timeout;
+  while (metrics.open_connections() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (metrics.open_connections() > 0)
+    log::warn("shutdown timeout: closing remaining connections",
+              {{"open_connections", metrics.open_connections()}});
+  for (auto& w : workers) w->ioc.stop();
+  for (auto& t : threads) t.join();
+  storew.stop();
+  log::info("stopped");
+  log::shutdown();
+  return 0;
+}
+
+}  // namespace keygate

@@ -1,0 +1,380 @@
+// One client connection: read a request head, run the pipeline, then answer
+// locally or relay to the upstream, streaming bodies both ways in fixed-size
+// chunks (never buffering a whole body). Stages never see a socket; this file
+// is the only place of the proxy that does I/O.
+#include <boost/beast/core/string.hpp>
+
+#include "keygate/observe/log.hpp"
+#include "keygate/proxy/forward_headers.hpp"
+#include "keygate/proxy/stages.hpp"
+#include "server/worker.hpp"
+
+namespace keygate {
+
+using namespace net;
+using namespace boost::asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr size_t kChunk = 64 * 1024;
+constexpr std::uint32_t kUpstreamHeaderLimit = 64 * 1024;
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::int64_t epoch_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool timed_out(const boost::system::error_code& ec) {
+  return ec == beast::error::timeout || ec == asio::error::timed_out;
+}
+
+class ProxySession {
+ public:
+  ProxySession(tcp::socket s, Worker& w, Services& svc) : stream_(std::move(s)), w_(w), svc_(svc) {
+    boost::system::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) {
+      auto addr = ep.address();
+      if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+      client_ip_ = addr.to_string();
+    }
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+  }
+
+  awaitable<void> run() {
+    svc_.metrics.connection_opened();
+    while (!svc_.state.draining.load(std::memory_order_relaxed)) {
+      if (!co_await serve_one()) break;
+    }
+    boost::system::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+    svc_.metrics.connection_closed();
+  }
+
+ private:
+  struct Outcome {
+    int status = 0;
+    std::uint64_t bytes_in = 0, bytes_out = 0;
+    double upstream_ms = -1;
+  };
+
+  // Waits for the first byte of the next request; idle connections are listed
+  // so a drain can close them.
+  awaitable<bool> wait_for_request(const Config& cfg) {
+    if (buffer_.size() > 0) co_return true;
+    stream_.expires_after(first_ ? cfg.limits.header_timeout : cfg.limits.idle_timeout);
+    auto it = w_.idle_streams.insert(w_.idle_streams.end(), &stream_);
+    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(16 * 1024), use_tuple);
+    w_.idle_streams.erase(it);
+    if (ec) co_return false;
+    buffer_.commit(n);
+    co_return true;
+  }
+
+  awaitable<bool> serve_one() {
+    RuntimePtr rt = w_.runtime;  // this request keeps its config generation
+    const Config& cfg = rt->config;
+    if (!co_await wait_for_request(cfg)) co_return false;
+    first_ = false;
+    auto start = std::chrono::steady_clock::now();
+
+    http::request_parser<http::buffer_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_bytes));
+    parser.body_limit(cfg.limits.max_body_bytes);
+    stream_.expires_after(cfg.limits.header_timeout);
+    auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
+
+    Context ctx;
+    ctx.client_ip = client_ip_;
+    Pipeline pipeline(*rt, svc_.index, svc_.limiter, &svc_.usage, svc_.state);
+    if (ec) {
+      // A slow or vanished client is just cut off; a malformed one gets told why.
+      if (timed_out(ec) || ec == asio::error::eof || ec == http::error::end_of_stream ||
+          ec == asio::error::connection_reset || ec == http::error::partial_message)
+        co_return false;
+      ctx.request_id = new_request_id();
+      Error err = ec == http::error::header_limit
+                      ? errors::headers_too_large(cfg.limits.max_header_bytes)
+                  : ec == http::error::body_limit
+                      ? errors::payload_too_large(cfg.limits.max_body_bytes)
+                      : errors::bad_request("Malformed HTTP request: " + ec.message() + ".");
+      if (err.status == 400) err.reason = "bad_request";
+      Verdict v = pipeline.reply(err, ctx);
+      Outcome o{v.status};
+      co_await write_local(v, ctx, cfg, false, 11);
+      finish(ctx, "-", "-", o, start);
+      co_return false;
+    }
+
+    auto& req = parser.get();
+    ctx.request_id = choose_request_id(req["X-Request-Id"]);
+    const std::string method(req.method_string());
+    const std::string path(req.target().substr(0, req.target().find('?')));
+    RequestView view{req.method_string(), req.target(), req};
+    Verdict v = pipeline.decide(view, ctx);
+    bool keep = req.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
+    if (!v.forward) {
+      bool body_pending = !parser.is_done();  // unread body: the connection cannot continue
+      keep = keep && !body_pending;
+      Outcome o{v.status};
+      o.bytes_out = v.body.size();
+      bool ok = co_await write_local(v, ctx, cfg, keep, req.version());
+      finish(ctx, method, path, o, start);
+      co_return ok&& keep;
+    }
+    Outcome o;
+    bool again = co_await forward(parser, ctx, *rt, pipeline, keep, o);
+    finish(ctx, method, path, o, start);
+    co_return again;
+  }
+
+  awaitable<bool> write_local(const Verdict& v, const Context& ctx, const Config& cfg,
+                              bool keep_alive, unsigned version) {
+    http::response<http::string_body> res{static_cast<http::status>(v.status), version};
+    res.set(http::field::content_type, "application/json");
+    res.set("X-Request-Id", ctx.request_id);
+    if (v.www_authenticate) res.set(http::field::www_authenticate, "Bearer realm=\"keygate\"");
+    add_rate_limit_headers(cfg.rate_limit, ctx, res, epoch_seconds());
+    res.body() = v.body;
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    stream_.expires_after(cfg.limits.idle_timeout);
+    auto [ec, n] = co_await http::async_write(stream_, res, use_tuple);
+    co_return !ec;
+  }
+
+  // Local error after the request was accepted for forwarding.
+  awaitable<bool> fail_forward(const Error& e, Context& ctx, const Config& cfg,
+                               const Pipeline& pipeline, bool keep, unsigned version, Outcome& o) {
+    Verdict v = pipeline.reply(e, ctx);
+    o.status = v.status;
+    o.bytes_out = v.body.size();
+    bool ok = co_await write_local(v, ctx, cfg, keep, version);
+    co_return ok&& keep;
+  }
+
+  awaitable<bool> forward(http::request_parser<http::buffer_body>& parser, Context& ctx,
+                          const Runtime& rt, const Pipeline& pipeline, bool keep, Outcome& o) {
+    const Config& cfg = rt.config;
+    auto& req = parser.get();
+    const unsigned client_version = req.version();
+    const bool head = req.method() == http::verb::head;
+    const bool websocket = beast::iequals(req[http::field::upgrade], "websocket");
+
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      // We answer the expectation ourselves once the key is accepted; the
+      // upstream then receives an ordinary request with a body.
+      req.erase(http::field::expect);
+      if (!parser.is_done()) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        stream_.expires_after(cfg.limits.idle_timeout);
+        auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(kContinue), use_tuple);
+        if (ec) co_return false;
+      }
+    }
+    req.target(rewrite_request(req, req.target(), ctx, rt, {false, websocket}));
+    req.version(11);
+
+    boost::system::error_code ec;
+    auto conn = co_await w_.pool.acquire(cfg.upstream, ec);
+    bool body_pending = !parser.is_done();
+    if (!conn) {
+      bool timeout = timed_out(ec);
+      svc_.metrics.count_upstream_error(timeout ? "timeout" : "connect");
+      log::warn("upstream connect failed",
+                {{"request_id", ctx.request_id}, {"error", ec.message()}});
+      co_return co_await fail_forward(
+          timeout ? errors::upstream_timeout()
+                  : errors::upstream_error("The upstream service could not be reached."),
+          ctx, cfg, pipeline, keep && !body_pending, client_version, o);
+    }
+    auto upstream_start = std::chrono::steady_clock::now();
+    auto chunk = std::make_unique_for_overwrite<char[]>(kChunk);
+
+    // Request: head, then the body chunk by chunk as it arrives.
+    http::request_serializer<http::buffer_body> sr{req};
+    do {
+      if (!parser.is_done()) {
+        req.body().data = chunk.get();
+        req.body().size = kChunk;
+        stream_.expires_after(cfg.limits.idle_timeout);
+        auto [rec, rn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
+        if (rec == http::error::need_buffer) rec = {};
+        if (rec) {
+          if (rec == http::error::body_limit)
+            co_return co_await fail_forward(errors::payload_too_large(cfg.limits.max_body_bytes),
+                                            ctx, cfg, pipeline, false, client_version, o);
+          o.status = 499;  // client went away mid-body
+          ctx.reason = "client_closed";
+          co_return false;
+        }
+        req.body().size = kChunk - req.body().size;
+        req.body().data = chunk.get();
+        req.body().more = !parser.is_done();
+        o.bytes_in += req.body().size;
+      } else {
+        req.body().data = nullptr;
+        req.body().size = 0;
+        req.body().more = false;
+      }
+      conn->stream.expires_after(cfg.upstream.timeout);
+      auto [wec, wn] = co_await http::async_write(conn->stream, sr, use_tuple);
+      if (wec == http::error::need_buffer) wec = {};
+      if (wec) {
+        svc_.metrics.count_upstream_error(timed_out(wec) ? "timeout" : "reset");
+        co_return co_await fail_forward(
+            timed_out(wec) ? errors::upstream_timeout()
+                           : errors::upstream_error("The upstream service closed the connection."),
+            ctx, cfg, pipeline, false, client_version, o);
+      }
+    } while (!parser.is_done() || !sr.is_done());
+
+    // Response head (interim 1xx other than 101 are dropped).
+    std::optional<http::response_parser<http::buffer_body>> rp;
+    for (int interim = 0; interim < 8; ++interim) {
+      rp.emplace();
+      rp->body_limit(boost::none);
+      rp->header_limit(kUpstreamHeaderLimit);
+      if (head) rp->skip(true);
+      conn->stream.expires_after(cfg.upstream.timeout);
+      auto [hec, hn] = co_await http::async_read_header(conn->stream, conn->buffer, *rp, use_tuple);
+      if (hec) {
+        bool timeout = timed_out(hec);
+        svc_.metrics.count_upstream_error(timeout ? "timeout"
+                                          : hec == http::error::end_of_stream ||
+                                                  hec == asio::error::connection_reset
+                                              ? "reset"
+                                              : "protocol");
+        co_return co_await fail_forward(
+            timeout ? errors::upstream_timeout()
+                    : errors::upstream_error("The upstream service sent no valid response."),
+            ctx, cfg, pipeline, keep, client_version, o);
+      }
+      auto st = rp->get().result_int();
+      if (st >= 200 || st == 101) break;
+    }
+    o.upstream_ms = ms_since(upstream_start);
+    svc_.metrics.upstream_seconds.observe(o.upstream_ms / 1000);
+    auto& res = rp->get();
+    o.status = static_cast<int>(res.result_int());
+
+    if (websocket && res.result() == http::status::switching_protocols) {
+      res.set("X-Request-Id", ctx.request_id);
+      co_await tunnel(*conn, *rp, cfg);
+      co_return false;
+    }
+
+    const bool upstream_reusable = res.keep_alive() && !rp->need_eof();
+    remove_hop_by_hop(res);
+    res.set("X-Request-Id", ctx.request_id);
+    add_rate_limit_headers(cfg.rate_limit, ctx, res, epoch_seconds());
+    const bool bodiless = head || o.status == 204 || o.status == 304 || o.status < 200;
+    if (!bodiless && !res.chunked() && !res.has_content_length()) {
+      if (client_version >= 11)
+        res.chunked(true);  // body until EOF upstream: chunk it to keep the client connection
+      else
+        keep = false;
+    }
+    res.version(client_version);
+    res.keep_alive(keep);
+
+    http::response_serializer<http::buffer_body> rs{res};
+    do {
+      if (!rp->is_done()) {
+        res.body().data = chunk.get();
+        res.body().size = kChunk;
+        conn->stream.expires_after(cfg.upstream.timeout);
+        auto [rec, rn] = co_await http::async_read(conn->stream, conn->buffer, *rp, use_tuple);
+        if (rec == http::error::need_buffer) rec = {};
+        if (rec) {  // too late for an error reply: cut the client off
+          svc_.metrics.count_upstream_error(timed_out(rec) ? "timeout" : "reset");
+          ctx.reason = "upstream";
+          co_return false;
+        }
+        res.body().size = kChunk - res.body().size;
+        res.body().data = chunk.get();
+        res.body().more = !rp->is_done();
+        o.bytes_out += res.body().size;
+      } else {
+        res.body().data = nullptr;
+        res.body().size = 0;
+        res.body().more = false;
+      }
+      stream_.expires_after(cfg.limits.idle_timeout);
+      auto [wec, wn] = co_await http::async_write(stream_, rs, use_tuple);
+      if (wec == http::error::need_buffer) wec = {};
+      if (wec) co_return false;
+    } while (!rp->is_done() || !rs.is_done());
+
+    if (upstream_reusable) w_.pool.release(std::move(conn), cfg.upstream);
+    co_return keep;
+  }
+
+  // After a 101 from the upstream: the 101 head to the client, then bytes both
+  // ways until either side closes or goes idle.
+  awaitable<void> tunnel(UpstreamConn& up, http::response_parser<http::buffer_body>& rp,
+                         const Config& cfg) {
+    auto& res = rp.get();
+    res.body().data = nullptr;
+    res.body().size = 0;
+    res.body().more = false;
+    http::response_serializer<http::buffer_body> rs{res};
+    stream_.expires_after(cfg.limits.idle_timeout);
+    auto [ec, n] = co_await http::async_write_header(stream_, rs, use_tuple);
+    if (ec) co_return;
+    auto pump = [&cfg](beast::tcp_stream& from, beast::flat_buffer& pending,
+                       beast::tcp_stream& to) -> awaitable<void> {
+      std::vector<char> buf(kChunk);
+      if (pending.size() > 0) {
+        to.expires_after(cfg.limits.idle_timeout);
+        auto [wec, wn] = co_await asio::async_write(to, pending.data(), use_tuple);
+        if (wec) co_return;
+        pending.consume(pending.size());
+      }
+      for (;;) {
+        from.expires_after(cfg.limits.idle_timeout);
+        auto [rec, rn] = co_await from.async_read_some(asio::buffer(buf), use_tuple);
+        if (rec) co_return;
+        to.expires_after(cfg.limits.idle_timeout);
+        auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), rn), use_tuple);
+        if (wec) co_return;
+      }
+    };
+    co_await (pump(stream_, buffer_, up.stream) || pump(up.stream, up.buffer, stream_));
+  }
+
+  void finish(const Context& ctx, std::string_view method, std::string_view path, const Outcome& o,
+              std::chrono::steady_clock::time_point start) {
+    double ms = ms_since(start);
+    svc_.metrics.count_request(o.status, ctx.reason);
+    svc_.metrics.request_seconds.observe(ms / 1000);
+    if (!log::access_enabled()) return;
+    log::access({ctx.request_id, client_ip_, method, path, ctx.reason,
+                 ctx.key ? ctx.key->id() : std::string_view{},
+                 ctx.key ? ctx.key->owner() : std::string_view{}, o.status, o.bytes_in, o.bytes_out,
+                 ms, o.upstream_ms});
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  Worker& w_;
+  Services& svc_;
+  std::string client_ip_;
+  bool first_ = true;
+};
+
+}  // namespace
+
+awaitable<void> run_proxy_session(tcp::socket socket, Worker& worker, Services& svc) {
+  ProxySession session(std::move(socket), worker, svc);
+  co_await session.run();
+}
+
+}  // namespace keygate
