@@ -190,10 +190,11 @@ class ProxySession {
       svc_.metrics.count_upstream_error(timeout ? "timeout" : "connect");
       log::warn("upstream connect failed",
                 {{"request_id", ctx.request_id}, {"error", ec.message()}});
-      co_return co_await fail_forward(
-          timeout ? errors::upstream_timeout()
-                  : errors::upstream_error("The upstream service could not be reached."),
-          ctx, cfg, pipeline, keep && !body_pending, client_version, o);
+      // (Named, not a temporary in a ?: across co_await: g++ 12 miscompiles that.)
+      Error err = timeout ? errors::upstream_timeout()
+                          : errors::upstream_error("The upstream service could not be reached.");
+      co_return co_await fail_forward(err, ctx, cfg, pipeline, keep && !body_pending,
+                                      client_version, o);
     }
     auto upstream_start = std::chrono::steady_clock::now();
     auto chunk = std::make_unique_for_overwrite<char[]>(kChunk);
@@ -208,9 +209,10 @@ class ProxySession {
         auto [rec, rn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
         if (rec == http::error::need_buffer) rec = {};
         if (rec) {
-          if (rec == http::error::body_limit)
-            co_return co_await fail_forward(errors::payload_too_large(cfg.limits.max_body_bytes),
-                                            ctx, cfg, pipeline, false, client_version, o);
+          if (rec == http::error::body_limit) {
+            Error err = errors::payload_too_large(cfg.limits.max_body_bytes);
+            co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
+          }
           o.status = 499;  // client went away mid-body
           ctx.reason = "client_closed";
           co_return false;
@@ -229,10 +231,10 @@ class ProxySession {
       if (wec == http::error::need_buffer) wec = {};
       if (wec) {
         svc_.metrics.count_upstream_error(timed_out(wec) ? "timeout" : "reset");
-        co_return co_await fail_forward(
-            timed_out(wec) ? errors::upstream_timeout()
-                           : errors::upstream_error("The upstream service closed the connection."),
-            ctx, cfg, pipeline, false, client_version, o);
+        Error err = timed_out(wec)
+                        ? errors::upstream_timeout()
+                        : errors::upstream_error("The upstream service closed the connection.");
+        co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
       }
     } while (!parser.is_done() || !sr.is_done());
 
@@ -252,10 +254,9 @@ class ProxySession {
                                                   hec == asio::error::connection_reset
                                               ? "reset"
                                               : "protocol");
-        co_return co_await fail_forward(
-            timeout ? errors::upstream_timeout()
-                    : errors::upstream_error("The upstream service sent no valid response."),
-            ctx, cfg, pipeline, keep, client_version, o);
+        Error err = timeout ? errors::upstream_timeout()
+                            : errors::upstream_error("The upstream service sent no valid response.");
+        co_return co_await fail_forward(err, ctx, cfg, pipeline, keep, client_version, o);
       }
       auto st = rp->get().result_int();
       if (st >= 200 || st == 101) break;
