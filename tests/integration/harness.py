@@ -85,8 +85,18 @@ class Gateway:
             raise AssertionError(f"keygate {' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return p
 
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
     def create_key(self, *args):
-        return json.loads(self.cli("keys", "create", "--json", *args).stdout)
+        """Creates a key with the CLI; while serving, waits until the gateway has
+        picked it up (SPEC: within 1 s) so tests do not race the refresh."""
+        before = self.metric("keygate_keys_total") if self.running() else None
+        key = json.loads(self.cli("keys", "create", "--json", *args).stdout)
+        if before is not None:
+            assert wait_until(lambda: self.metric("keygate_keys_total") > before, timeout=2), \
+                "the running gateway did not pick up the new key within 2 s"
+        return key
 
     def start(self):
         self.out = open(os.path.join(self.tmp, "stdout.log"), "wb")
