@@ -16,7 +16,6 @@ using namespace boost::asio::experimental::awaitable_operators;
 
 namespace {
 
-constexpr size_t kChunk = 64 * 1024;
 constexpr std::uint32_t kUpstreamHeaderLimit = 64 * 1024;
 
 double ms_since(std::chrono::steady_clock::time_point t) {
@@ -32,6 +31,20 @@ std::int64_t epoch_seconds() {
 bool timed_out(const boost::system::error_code& ec) {
   return ec == beast::error::timeout || ec == asio::error::timed_out;
 }
+
+// A relay buffer borrowed from the thread's pool for one request.
+class ChunkLease {
+ public:
+  explicit ChunkLease(ChunkPool& pool) : pool_(pool), chunk_(pool.take()) {}
+  ~ChunkLease() { pool_.give(std::move(chunk_)); }
+  ChunkLease(const ChunkLease&) = delete;
+  ChunkLease& operator=(const ChunkLease&) = delete;
+  char* get() { return chunk_.get(); }
+
+ private:
+  ChunkPool& pool_;
+  std::unique_ptr<char[]> chunk_;
+};
 
 class ProxySession {
  public:
@@ -115,8 +128,9 @@ class ProxySession {
 
     auto& req = parser.get();
     ctx.request_id = choose_request_id(req["X-Request-Id"]);
-    const std::string method(req.method_string());
-    const std::string path(req.target().substr(0, req.target().find('?')));
+    const std::string method(req.method_string());  // short: no allocation
+    std::string path;  // the target is rewritten before the access log is written
+    if (log::access_enabled()) path = req.target().substr(0, req.target().find('?'));
     RequestView view{req.method_string(), req.target(), req};
     Verdict v = pipeline.decide(view, ctx);
     bool keep = req.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
@@ -182,53 +196,63 @@ class ProxySession {
     req.target(rewrite_request(req, req.target(), ctx, rt, {false, websocket}));
     req.version(11);
 
-    boost::system::error_code ec;
-    auto conn = co_await w_.pool.acquire(cfg.upstream, ec);
-    bool body_pending = !parser.is_done();
-    if (!conn) {
-      bool timeout = timed_out(ec);
-      svc_.metrics.count_upstream_error(timeout ? "timeout" : "connect");
-      log::warn("upstream connect failed",
-                {{"request_id", ctx.request_id}, {"error", ec.message()}});
-      // (Named, not a temporary in a ?: across co_await: g++ 12 miscompiles that.)
-      Error err = timeout ? errors::upstream_timeout()
-                          : errors::upstream_error("The upstream service could not be reached.");
-      co_return co_await fail_forward(err, ctx, cfg, pipeline, keep && !body_pending,
-                                      client_version, o);
-    }
+    // Retry once, on a fresh connection, when a reused one fails before any
+    // response byte and no body was sent (Pingora's rule): the upstream may
+    // have closed it while it sat in the pool.
+    const bool bodiless = parser.is_done();
+    ChunkLease chunk(w_.chunks);
+    std::unique_ptr<UpstreamConn> conn;
+    std::optional<http::response_parser<http::buffer_body>> rp;
     auto upstream_start = std::chrono::steady_clock::now();
-    auto chunk = std::make_unique_for_overwrite<char[]>(kChunk);
-
-    // Request: head, then the body chunk by chunk as it arrives.
-    http::request_serializer<http::buffer_body> sr{req};
-    do {
-      if (!parser.is_done()) {
-        req.body().data = chunk.get();
-        req.body().size = kChunk;
-        stream_.expires_after(cfg.limits.idle_timeout);
-        auto [rec, rn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
-        if (rec == http::error::need_buffer) rec = {};
-        if (rec) {
-          if (rec == http::error::body_limit) {
-            Error err = errors::payload_too_large(cfg.limits.max_body_bytes);
-            co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
-          }
-          o.status = 499;  // client went away mid-body
-          ctx.reason = "client_closed";
-          co_return false;
-        }
-        req.body().size = kChunk - req.body().size;
-        req.body().data = chunk.get();
-        req.body().more = !parser.is_done();
-        o.bytes_in += req.body().size;
-      } else {
-        req.body().data = nullptr;
-        req.body().size = 0;
-        req.body().more = false;
+    for (int attempt = 0;; ++attempt) {
+      boost::system::error_code ec;
+      conn = co_await w_.pool.acquire(cfg.upstream, ec, attempt > 0);
+      if (!conn) {
+        bool timeout = timed_out(ec);
+        svc_.metrics.count_upstream_error(timeout ? "timeout" : "connect");
+        log::warn("upstream connect failed",
+                  {{"request_id", ctx.request_id}, {"error", ec.message()}});
+        // (Named, not a temporary in a ?: across co_await: g++ 12 miscompiles that.)
+        Error err = timeout ? errors::upstream_timeout()
+                            : errors::upstream_error("The upstream service could not be reached.");
+        co_return co_await fail_forward(err, ctx, cfg, pipeline, keep && parser.is_done(),
+                                        client_version, o);
       }
-      conn->stream.expires_after(cfg.upstream.timeout);
-      auto [wec, wn] = co_await http::async_write(conn->stream, sr, use_tuple);
-      if (wec == http::error::need_buffer) wec = {};
+      const bool may_retry = attempt == 0 && conn->reused && bodiless;
+
+      // Request: head, then the body chunk by chunk as it arrives.
+      http::request_serializer<http::buffer_body> sr{req};
+      boost::system::error_code wec;
+      do {
+        if (!parser.is_done()) {
+          req.body().data = chunk.get();
+          req.body().size = ChunkPool::kChunk;
+          stream_.expires_after(cfg.limits.idle_timeout);
+          auto [rec, rn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
+          if (rec == http::error::need_buffer) rec = {};
+          if (rec) {
+            if (rec == http::error::body_limit) {
+              Error err = errors::payload_too_large(cfg.limits.max_body_bytes);
+              co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
+            }
+            o.status = 499;  // client went away mid-body
+            ctx.reason = "client_closed";
+            co_return false;
+          }
+          req.body().size = ChunkPool::kChunk - req.body().size;
+          req.body().data = chunk.get();
+          req.body().more = !parser.is_done();
+          o.bytes_in += req.body().size;
+        } else {
+          req.body().data = nullptr;
+          req.body().size = 0;
+          req.body().more = false;
+        }
+        conn->stream.expires_after(cfg.upstream.timeout);
+        auto [e, wn] = co_await http::async_write(conn->stream, sr, use_tuple);
+        wec = e == http::error::need_buffer ? boost::system::error_code{} : e;
+      } while (!wec && (!parser.is_done() || !sr.is_done()));
+      if (wec && may_retry && !timed_out(wec)) continue;
       if (wec) {
         svc_.metrics.count_upstream_error(timed_out(wec) ? "timeout" : "reset");
         Error err = timed_out(wec)
@@ -236,30 +260,33 @@ class ProxySession {
                         : errors::upstream_error("The upstream service closed the connection.");
         co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
       }
-    } while (!parser.is_done() || !sr.is_done());
 
-    // Response head (interim 1xx other than 101 are dropped).
-    std::optional<http::response_parser<http::buffer_body>> rp;
-    for (int interim = 0; interim < 8; ++interim) {
-      rp.emplace();
-      rp->body_limit(boost::none);
-      rp->header_limit(kUpstreamHeaderLimit);
-      if (head) rp->skip(true);
-      conn->stream.expires_after(cfg.upstream.timeout);
-      auto [hec, hn] = co_await http::async_read_header(conn->stream, conn->buffer, *rp, use_tuple);
+      // Response head (interim 1xx other than 101 are dropped).
+      boost::system::error_code hec;
+      for (int interim = 0; interim < 8; ++interim) {
+        rp.emplace();
+        rp->body_limit(boost::none);
+        rp->header_limit(kUpstreamHeaderLimit);
+        if (head) rp->skip(true);
+        conn->stream.expires_after(cfg.upstream.timeout);
+        auto [e, hn] = co_await http::async_read_header(conn->stream, conn->buffer, *rp, use_tuple);
+        hec = e;
+        if (hec || rp->get().result_int() >= 200 || rp->get().result_int() == 101) break;
+      }
+      const bool nothing_received = hec == http::error::end_of_stream ||
+                                    hec == asio::error::connection_reset || hec == asio::error::eof;
+      if (hec && may_retry && nothing_received) continue;
       if (hec) {
         bool timeout = timed_out(hec);
-        svc_.metrics.count_upstream_error(timeout ? "timeout"
-                                          : hec == http::error::end_of_stream ||
-                                                  hec == asio::error::connection_reset
-                                              ? "reset"
-                                              : "protocol");
-        Error err = timeout ? errors::upstream_timeout()
-                            : errors::upstream_error("The upstream service sent no valid response.");
+        svc_.metrics.count_upstream_error(timeout            ? "timeout"
+                                          : nothing_received ? "reset"
+                                                             : "protocol");
+        Error err = timeout
+                        ? errors::upstream_timeout()
+                        : errors::upstream_error("The upstream service sent no valid response.");
         co_return co_await fail_forward(err, ctx, cfg, pipeline, keep, client_version, o);
       }
-      auto st = rp->get().result_int();
-      if (st >= 200 || st == 101) break;
+      break;
     }
     o.upstream_ms = ms_since(upstream_start);
     svc_.metrics.upstream_seconds.observe(o.upstream_ms / 1000);
@@ -276,8 +303,8 @@ class ProxySession {
     remove_hop_by_hop(res);
     res.set("X-Request-Id", ctx.request_id);
     add_rate_limit_headers(cfg.rate_limit, ctx, res, epoch_seconds());
-    const bool bodiless = head || o.status == 204 || o.status == 304 || o.status < 200;
-    if (!bodiless && !res.chunked() && !res.has_content_length()) {
+    const bool no_body = head || o.status == 204 || o.status == 304 || o.status < 200;
+    if (!no_body && !res.chunked() && !res.has_content_length()) {
       if (client_version >= 11)
         res.chunked(true);  // body until EOF upstream: chunk it to keep the client connection
       else
@@ -290,7 +317,7 @@ class ProxySession {
     do {
       if (!rp->is_done()) {
         res.body().data = chunk.get();
-        res.body().size = kChunk;
+        res.body().size = ChunkPool::kChunk;
         conn->stream.expires_after(cfg.upstream.timeout);
         auto [rec, rn] = co_await http::async_read(conn->stream, conn->buffer, *rp, use_tuple);
         if (rec == http::error::need_buffer) rec = {};
@@ -299,7 +326,7 @@ class ProxySession {
           ctx.reason = "upstream";
           co_return false;
         }
-        res.body().size = kChunk - res.body().size;
+        res.body().size = ChunkPool::kChunk - res.body().size;
         res.body().data = chunk.get();
         res.body().more = !rp->is_done();
         o.bytes_out += res.body().size;
@@ -332,7 +359,7 @@ class ProxySession {
     if (ec) co_return;
     auto pump = [&cfg](beast::tcp_stream& from, beast::flat_buffer& pending,
                        beast::tcp_stream& to) -> awaitable<void> {
-      std::vector<char> buf(kChunk);
+      std::vector<char> buf(ChunkPool::kChunk);
       if (pending.size() > 0) {
         to.expires_after(cfg.limits.idle_timeout);
         auto [wec, wn] = co_await asio::async_write(to, pending.data(), use_tuple);

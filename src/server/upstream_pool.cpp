@@ -8,6 +8,7 @@ using namespace net;
 
 namespace {
 constexpr auto kMaxIdleAge = std::chrono::seconds(30);
+constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 
 // An idle connection the upstream has closed (EOF) or that has stray bytes is
 // not reusable. MSG_PEEK|MSG_DONTWAIT answers without blocking.
@@ -19,12 +20,16 @@ bool still_usable(UpstreamConn& c) {
 }  // namespace
 
 awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamConfig& cfg,
-                                                               boost::system::error_code& ec) {
+                                                               boost::system::error_code& ec,
+                                                               bool fresh) {
   auto now = std::chrono::steady_clock::now();
-  while (!idle_.empty()) {
+  while (!fresh && !idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
-    if (now - c->idle_since < kMaxIdleAge && still_usable(*c)) {
+    // A connection idle for a moment is almost surely alive (and the session
+    // retries once if it was not); after a longer idle, ask the kernel first.
+    auto idle = now - c->idle_since;
+    if (idle < kMaxIdleAge && (idle < kPeekAfterIdle || still_usable(*c))) {
       c->reused = true;
       co_return c;
     }

@@ -24,8 +24,10 @@ class UpstreamPool {
   explicit UpstreamPool(net::asio::any_io_executor ex) : ex_(ex), resolver_(ex) {}
 
   // A connected stream; on failure `ec` is set (timeout: connect_timeout elapsed).
+  // `fresh`: never reuse (the retry after a reused connection failed).
   net::awaitable<std::unique_ptr<UpstreamConn>> acquire(const UpstreamConfig& cfg,
-                                                        boost::system::error_code& ec);
+                                                        boost::system::error_code& ec,
+                                                        bool fresh = false);
   void release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg);
   void clear() { idle_.clear(); }
   std::uint64_t connections_opened() const { return opened_; }

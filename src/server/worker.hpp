@@ -4,6 +4,7 @@
 // process-wide services every thread reads.
 #include <list>
 #include <memory>
+#include <vector>
 
 #include "keygate/keys/key_index.hpp"
 #include "keygate/observe/metrics.hpp"
@@ -22,8 +23,31 @@ struct Services {
   Metrics& metrics;
 };
 
+// Relay buffers reused across requests on one thread: no 64 KiB malloc/free
+// per request, and memory bounded by concurrent requests, not connections.
+class ChunkPool {
+ public:
+  static constexpr size_t kChunk = 64 * 1024;
+  std::unique_ptr<char[]> take() {
+    if (free_.empty()) return std::make_unique_for_overwrite<char[]>(kChunk);
+    auto c = std::move(free_.back());
+    free_.pop_back();
+    return c;
+  }
+  void give(std::unique_ptr<char[]> c) {
+    if (free_.size() < kMaxFree) free_.push_back(std::move(c));
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 256;
+  std::vector<std::unique_ptr<char[]>> free_;
+};
+
 struct Worker {
   explicit Worker(RuntimePtr rt) : runtime(std::move(rt)), pool(ioc.get_executor()) {}
+  // Declared first, destroyed last: sessions still suspended when the
+  // io_context goes return their buffers here.
+  ChunkPool chunks;
   net::asio::io_context ioc{1};
   RuntimePtr runtime;  // only touched on this thread (reload posts the swap here)
   UpstreamPool pool;
