@@ -156,17 +156,17 @@ class Reader {
 
   // YAML -> JSON for error templates: quoted scalars stay strings, plain
   // scalars become numbers/booleans/null when they look like one.
-  nlohmann::json to_json(const YAML::Node& n) {
+  nlohmann::ordered_json to_json(const YAML::Node& n) {
     switch (n.Type()) {
       case YAML::NodeType::Null:
         return nullptr;
       case YAML::NodeType::Sequence: {
-        auto arr = nlohmann::json::array();
+        auto arr = nlohmann::ordered_json::array();
         for (const auto& item : n) arr.push_back(to_json(item));
         return arr;
       }
       case YAML::NodeType::Map: {
-        auto obj = nlohmann::json::object();
+        auto obj = nlohmann::ordered_json::object();
         for (auto it = n.begin(); it != n.end(); ++it)
           obj[it->first.Scalar()] = to_json(it->second);
         return obj;
@@ -176,7 +176,7 @@ class Reader {
         if (n.Tag() != "!") {
           if (s == "true") return true;
           if (s == "false") return false;
-          auto parsed = nlohmann::json::parse(s, nullptr, false);
+          auto parsed = nlohmann::ordered_json::parse(s, nullptr, false);
           if (!parsed.is_discarded() && parsed.is_number()) return parsed;
         }
         return s;
@@ -305,7 +305,7 @@ const std::set<std::string>& known_codes() {
   return codes;
 }
 
-void check_placeholders(Reader& r, const YAML::Node& at, const nlohmann::json& j,
+void check_placeholders(Reader& r, const YAML::Node& at, const nlohmann::ordered_json& j,
                         const std::string& what) {
   if (j.is_string()) {
     if (auto bad = ErrorRenderer::unknown_placeholder(j.get<std::string>()))

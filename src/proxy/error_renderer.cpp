@@ -7,20 +7,23 @@ namespace keygate {
 
 namespace {
 
-constexpr std::array<std::string_view, 8> kPlaceholders = {
-    "code", "message", "status", "reason", "request_id", "details", "retry_after", "retry_at"};
+constexpr std::array<std::string_view, 10> kPlaceholders = {
+    "code",    "message",     "status",   "reason", "request_id",
+    "details", "retry_after", "retry_at", "reset",  "reset_at"};
 
 struct Values {
-  std::string code, message, reason, request_id, retry_after, retry_at;
+  std::string code, message, reason, request_id, retry_after, retry_at, reset, reset_at;
   int status = 0;
-  nlohmann::json details;
+  nlohmann::ordered_json details;
 
-  nlohmann::json typed(std::string_view name) const {
+  nlohmann::ordered_json typed(std::string_view name) const {
+    auto number = [](const std::string& v) {
+      return v.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(std::stoll(v));
+    };
     if (name == "status") return status;
     if (name == "details") return details;
-    if (name == "retry_after")
-      return retry_after.empty() ? nlohmann::json(nullptr)
-                                 : nlohmann::json(std::stoll(retry_after));
+    if (name == "retry_after") return number(retry_after);
+    if (name == "reset") return number(reset);
     return textual(name);
   }
   std::string textual(std::string_view name) const {
@@ -32,6 +35,8 @@ struct Values {
     if (name == "details") return details.dump();
     if (name == "retry_after") return retry_after;
     if (name == "retry_at") return retry_at;
+    if (name == "reset") return reset;
+    if (name == "reset_at") return reset_at;
     std::string unknown(1, '{');  // left as written
     unknown.append(name);
     unknown.push_back('}');
@@ -56,7 +61,7 @@ std::string substitute(std::string_view text, const Values& v) {
   return out;
 }
 
-nlohmann::json fill(const nlohmann::json& t, const Values& v) {
+nlohmann::ordered_json fill(const nlohmann::ordered_json& t, const Values& v) {
   if (t.is_string()) {
     const auto& s = t.get_ref<const std::string&>();
     if (s.size() > 2 && s.front() == '{' && s.back() == '}' && s.find('{', 1) == std::string::npos)
@@ -64,12 +69,12 @@ nlohmann::json fill(const nlohmann::json& t, const Values& v) {
     return substitute(s, v);
   }
   if (t.is_array()) {
-    auto out = nlohmann::json::array();
+    auto out = nlohmann::ordered_json::array();
     for (const auto& item : t) out.push_back(fill(item, v));
     return out;
   }
   if (t.is_object()) {
-    auto out = nlohmann::json::object();
+    auto out = nlohmann::ordered_json::object();
     for (const auto& [k, item] : t.items()) out[k] = fill(item, v);
     return out;
   }
@@ -115,12 +120,16 @@ std::string ErrorRenderer::render(const Error& e, std::string_view request_id,
     v.retry_after = std::to_string(*e.retry_after);
     v.retry_at = format_rfc3339(now + std::chrono::seconds(*e.retry_after));
   }
+  if (e.reset_after) {
+    v.reset = std::to_string(*e.reset_after);
+    v.reset_at = format_rfc3339(now + std::chrono::seconds(*e.reset_after));
+  }
   auto code = style_->codes.find(e.code);
   v.code = code != style_->codes.end() ? code->second : e.code;
   auto msg = style_->messages.find(e.reason);
   v.message = substitute(msg != style_->messages.end() ? msg->second : e.message, v);
 
-  const nlohmann::json* tmpl = &style_->template_body;
+  const nlohmann::ordered_json* tmpl = &style_->template_body;
   if (auto t = style_->templates.find(e.reason); t != style_->templates.end()) tmpl = &t->second;
   if (tmpl->is_null()) {
     Error styled = e;

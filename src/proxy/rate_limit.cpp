@@ -12,7 +12,9 @@ std::optional<Error> rate_limit(const Runtime& rt, RateLimiter& limiter, Context
   RatePolicy policy = resolve_policy(*ctx.key, rt.config);
   ctx.rate = limiter.take(*ctx.key, policy);
   if (!ctx.rate || ctx.rate->allowed) return std::nullopt;
-  return errors::rate_limited(std::max<std::int64_t>(1, ceil_seconds(ctx.rate->retry_ns)));
+  Error e = errors::rate_limited(std::max<std::int64_t>(1, ceil_seconds(ctx.rate->retry_ns)));
+  e.reset_after = ceil_seconds(ctx.rate->reset_ns);
+  return e;
 }
 
 void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Fields& out,

@@ -14,6 +14,7 @@ import unittest
 import upstream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(HERE, "..", "..", "config", "examples")
 KEYGATE = os.environ.get("KEYGATE_BIN") or os.path.join(HERE, "..", "..", "build", "keygate")
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -50,7 +51,7 @@ class Gateway:
     """One keygate process. `config` is merged over a minimal test config and
     written as JSON (valid YAML)."""
 
-    def __init__(self, upstream_port, config=None, tmp=None, env=None):
+    def __init__(self, upstream_port, config=None, tmp=None, env=None, example=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="kg-test-")
         self.port = free_port()
         self.admin_port = free_port()
@@ -72,7 +73,16 @@ class Gateway:
         self.config_path = os.path.join(self.tmp, "keygate.yaml")
         self.env = {**os.environ, **(env or {})}
         self.proc = None
-        self.write_config()
+        if example:
+            # An example file is used exactly as shipped; only what it reads from
+            # the environment (addresses, store, token) is set.
+            self.config_path = example
+            self.env.update({"KEYGATE_LISTEN": f"127.0.0.1:{self.port}",
+                             "KEYGATE_UPSTREAM": f"http://127.0.0.1:{upstream_port}",
+                             "KEYGATE_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
+                             "KEYGATE_ADMIN_TOKEN": ADMIN_TOKEN, "KEYGATE_DB": self.db})
+        else:
+            self.write_config()
 
     def write_config(self, config=None):
         with open(self.config_path, "w") as f:
@@ -192,8 +202,8 @@ class GatewayTest(unittest.TestCase):
         cls.upstream.shutdown()
         cls.upstream.server_close()
 
-    def gateway(self, config=None, start=True, env=None):
-        g = Gateway(self.upstream.server_port, config, env=env)
+    def gateway(self, config=None, start=True, env=None, example=None):
+        g = Gateway(self.upstream.server_port, config, env=env, example=example)
         self.addCleanup(g.cleanup)
         if start:
             g.start()

@@ -123,6 +123,21 @@ errors:
   EXPECT_EQ(e["error"]["request_id"], "r");
 }
 
+TEST(ErrorRenderer, ResetPlaceholdersAndTemplateKeyOrder) {
+  Config c = config(R"(
+errors:
+  template: {"success": false, "error": {"message": "{message}", "reset": "{reset}", "code": "{code}"}}
+  messages: {rate_limit: "Try again after {reset_at}"}
+)");
+  Error e = errors::rate_limited(1);
+  e.reset_after = 3600;
+  auto now = std::chrono::system_clock::time_point(std::chrono::seconds(1774972800));
+  // Keys keep the order written in the config (the fronted API's documented order).
+  EXPECT_EQ(ErrorRenderer(c.errors).render(e, "r", now),
+            R"({"success":false,"error":{"message":"Try again after 2026-03-31T17:00:00Z",)"
+            R"("reset":3600,"code":"RATE_LIMIT_ERROR"}})");
+}
+
 TEST(ErrorRenderer, UnknownPlaceholderDetection) {
   EXPECT_FALSE(ErrorRenderer::unknown_placeholder("a {code} b {retry_at}"));
   EXPECT_EQ(*ErrorRenderer::unknown_placeholder("{code} {nope}"), "nope");

@@ -101,10 +101,11 @@ struct HealthConfig {
 };
 
 struct ErrorStyle {
-  nlohmann::json template_body;                     // null: the SPEC envelope
-  std::map<std::string, nlohmann::json> templates;  // by reason
-  std::map<std::string, std::string> codes;         // SPEC code -> API code
-  std::map<std::string, std::string> messages;      // by reason
+  // ordered_json: bodies keep the key order the operator wrote (the API's docs).
+  nlohmann::ordered_json template_body;                     // null: the SPEC envelope
+  std::map<std::string, nlohmann::ordered_json> templates;  // by reason
+  std::map<std::string, std::string> codes;                 // SPEC code -> API code
+  std::map<std::string, std::string> messages;              // by reason
 };
 
 struct Limits {

@@ -17,6 +17,7 @@ struct Error {
   std::string message;                                // default message; the style may replace it
   nlohmann::json details = nlohmann::json::object();  // extra fields besides reason
   std::optional<std::int64_t> retry_after;            // seconds, for 429
+  std::optional<std::int64_t> reset_after;            // seconds until the bucket is full (429)
 };
 
 namespace errors {
