@@ -9,6 +9,7 @@
 #include "keygate/observe/log.hpp"
 #include "server/admin_session.hpp"
 #include "server/store_worker.hpp"
+#include "server/tls.hpp"
 #include "server/worker.hpp"
 
 namespace keygate {
@@ -113,6 +114,16 @@ int serve(Config config) {
   StoreWorker storew(std::move(store), rt, index, limiter, state);
   Services svc{index, limiter, storew, state, metrics};
 
+  std::shared_ptr<asio::ssl::context> server_tls;
+  if (config.tls.enabled()) {
+    try {
+      server_tls = make_server_tls(config.tls);
+    } catch (const std::exception& e) {
+      log::error("cannot start TLS", {{"error", e.what()}});
+      return 1;
+    }
+  }
+
   const int n = config.effective_threads();
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
@@ -121,11 +132,13 @@ int serve(Config config) {
     tcp::endpoint ep = resolve_listen(config.listen);
     for (int i = 0; i < n; ++i) {
       workers.push_back(std::make_unique<Worker>(rt));
+      workers.back()->tls = server_tls;
       acceptors.push_back(open_acceptor(workers.back()->ioc, ep, true));
       if (i == 0) ep.port(acceptors[0]->local_endpoint().port());  // port 0: share the one picked
     }
     log::info("listening", {{"address", ep.address().to_string()},
                             {"port", ep.port()},
+                            {"scheme", server_tls ? "https" : "http"},
                             {"threads", n},
                             {"upstream", config.upstream.url}});
     if (config.admin.enabled()) {
@@ -174,9 +187,25 @@ int serve(Config config) {
               next->store_sqlite != config.store_sqlite ||
               next->admin.listen.str() != config.admin.listen.str())
             log::warn("listen, threads, store and admin.listen change only on restart");
+          // The certificate is re-read too (renewals); a bad one keeps the old.
+          std::shared_ptr<asio::ssl::context> tls;
+          bool tls_ok = true;
+          if (next->tls.enabled()) {
+            try {
+              tls = make_server_tls(next->tls);
+            } catch (const std::exception& e) {
+              tls_ok = false;
+              log::error("TLS reload failed; keeping the running certificate",
+                         {{"error", e.what()}});
+            }
+          }
           log::setup(next->logging);
           auto fresh = std::make_shared<const Runtime>(*next);
-          for (auto& w : workers) asio::post(w->ioc, [&wk = *w, fresh] { wk.runtime = fresh; });
+          for (auto& w : workers)
+            asio::post(w->ioc, [&wk = *w, fresh, tls, tls_ok] {
+              wk.runtime = fresh;
+              if (tls_ok) wk.tls = tls;
+            });
           storew.set_runtime(fresh);
           log::info("config reloaded", {{"path", config_path}});
         }

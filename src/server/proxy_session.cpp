@@ -9,6 +9,8 @@
 #include "keygate/proxy/stages.hpp"
 #include "server/worker.hpp"
 
+#include <sys/socket.h>
+
 namespace keygate {
 
 using namespace net;
@@ -48,7 +50,8 @@ class ChunkLease {
 
 class ProxySession {
  public:
-  ProxySession(tcp::socket s, Worker& w, Services& svc) : stream_(std::move(s)), w_(w), svc_(svc) {
+  ProxySession(Stream s, std::shared_ptr<asio::ssl::context> tls, Worker& w, Services& svc)
+      : stream_(std::move(s)), tls_(std::move(tls)), w_(w), svc_(svc) {
     boost::system::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) {
@@ -62,7 +65,9 @@ class ProxySession {
 
   awaitable<void> run() {
     svc_.metrics.connection_opened();
-    while (!svc_.state.draining.load(std::memory_order_relaxed)) {
+    bool ready = true;  // (no co_await inside || : another g++ 12 coroutine pitfall)
+    if (stream_.tls()) ready = co_await handshake();
+    while (ready && !svc_.state.draining.load(std::memory_order_relaxed)) {
       if (!co_await serve_one()) break;
     }
     boost::system::error_code ec;
@@ -78,12 +83,38 @@ class ProxySession {
     double upstream_ms = -1;
   };
 
+  // TLS listener: a client speaking plain HTTP gets a plain 400 saying so
+  // (instead of a handshake error it cannot read); others get the handshake.
+  awaitable<bool> handshake() {
+    const Config& cfg = w_.runtime->config;
+    stream_.expires_after(cfg.limits.header_timeout);
+    auto [wec] = co_await stream_.socket().async_wait(tcp::socket::wait_read, use_tuple);
+    if (wec) co_return false;
+    unsigned char first = 0;
+    ssize_t n = ::recv(stream_.socket().native_handle(), &first, 1, MSG_PEEK);
+    if (n != 1) co_return false;
+    if (first != 0x16) {  // not a TLS handshake record
+      Error e = errors::bad_request("This port speaks HTTPS; the request was plain HTTP.");
+      e.reason = "plain_http";
+      std::string body = ErrorRenderer::envelope(e, new_request_id());
+      std::string reply =
+          "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
+          "Content-Length: " +
+          std::to_string(body.size()) + "\r\n\r\n" + body;
+      co_await asio::async_write(stream_.tcp(), asio::buffer(reply), use_tuple);
+      svc_.metrics.count_request(400, "bad_request");
+      co_return false;
+    }
+    auto [hec] = co_await stream_.tls()->async_handshake(asio::ssl::stream_base::server, use_tuple);
+    co_return !hec;
+  }
+
   // Waits for the first byte of the next request; idle connections are listed
   // so a drain can close them.
   awaitable<bool> wait_for_request(const Config& cfg) {
     if (buffer_.size() > 0) co_return true;
     stream_.expires_after(first_ ? cfg.limits.header_timeout : cfg.limits.idle_timeout);
-    auto it = w_.idle_streams.insert(w_.idle_streams.end(), &stream_);
+    auto it = w_.idle_streams.insert(w_.idle_streams.end(), &stream_.tcp());
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(16 * 1024), use_tuple);
     w_.idle_streams.erase(it);
     if (ec) co_return false;
@@ -193,7 +224,7 @@ class ProxySession {
         if (ec) co_return false;
       }
     }
-    req.target(rewrite_request(req, req.target(), ctx, rt, {false, websocket}));
+    req.target(rewrite_request(req, req.target(), ctx, rt, {stream_.tls() != nullptr, websocket}));
     req.version(11);
 
     // Retry once, on a fresh connection, when a reused one fails before any
@@ -206,15 +237,20 @@ class ProxySession {
     auto upstream_start = std::chrono::steady_clock::now();
     for (int attempt = 0;; ++attempt) {
       boost::system::error_code ec;
-      conn = co_await w_.pool.acquire(cfg.upstream, ec, attempt > 0);
+      bool tls_failed = false;
+      conn = co_await w_.pool.acquire(cfg.upstream, ec, tls_failed, attempt > 0);
       if (!conn) {
         bool timeout = timed_out(ec);
-        svc_.metrics.count_upstream_error(timeout ? "timeout" : "connect");
-        log::warn("upstream connect failed",
+        svc_.metrics.count_upstream_error(timeout ? "timeout" : tls_failed ? "tls" : "connect");
+        log::warn(tls_failed ? "upstream TLS failed" : "upstream connect failed",
                   {{"request_id", ctx.request_id}, {"error", ec.message()}});
         // (Named, not a temporary in a ?: across co_await: g++ 12 miscompiles that.)
         Error err = timeout ? errors::upstream_timeout()
-                            : errors::upstream_error("The upstream service could not be reached.");
+                    : tls_failed
+                        ? errors::upstream_error(
+                              "TLS with the upstream service failed (certificate not "
+                              "trusted or not for this host).")
+                        : errors::upstream_error("The upstream service could not be reached.");
         co_return co_await fail_forward(err, ctx, cfg, pipeline, keep && parser.is_done(),
                                         client_version, o);
       }
@@ -357,8 +393,7 @@ class ProxySession {
     stream_.expires_after(cfg.limits.idle_timeout);
     auto [ec, n] = co_await http::async_write_header(stream_, rs, use_tuple);
     if (ec) co_return;
-    auto pump = [&cfg](beast::tcp_stream& from, beast::flat_buffer& pending,
-                       beast::tcp_stream& to) -> awaitable<void> {
+    auto pump = [&cfg](Stream& from, beast::flat_buffer& pending, Stream& to) -> awaitable<void> {
       std::vector<char> buf(ChunkPool::kChunk);
       if (pending.size() > 0) {
         to.expires_after(cfg.limits.idle_timeout);
@@ -390,7 +425,8 @@ class ProxySession {
                  ms, o.upstream_ms});
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
+  std::shared_ptr<asio::ssl::context> tls_;  // keeps the listener context alive
   beast::flat_buffer buffer_;
   Worker& w_;
   Services& svc_;
@@ -400,8 +436,17 @@ class ProxySession {
 
 }  // namespace
 
+// A plain function, not a ?: inside the coroutine: g++ 12 miscompiles
+// conditional-expression temporaries in coroutine bodies.
+Stream client_stream(tcp::socket socket, const std::shared_ptr<asio::ssl::context>& tls) {
+  if (tls) return Stream(std::move(socket), *tls);
+  return Stream(std::move(socket));
+}
+
 awaitable<void> run_proxy_session(tcp::socket socket, Worker& worker, Services& svc) {
-  ProxySession session(std::move(socket), worker, svc);
+  auto tls = worker.tls;  // the listener's context when this connection arrived
+  Stream stream = client_stream(std::move(socket), tls);
+  ProxySession session(std::move(stream), tls, worker, svc);
   co_await session.run();
 }
 

@@ -1,6 +1,10 @@
 #include "server/upstream_pool.hpp"
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
+
+#include "server/tls.hpp"
 
 namespace keygate {
 
@@ -19,9 +23,30 @@ bool still_usable(UpstreamConn& c) {
 }
 }  // namespace
 
+asio::ssl::context* UpstreamPool::tls_for(const UpstreamConfig& cfg) {
+  std::string key = cfg.url + "|" + cfg.ca_file.value_or("") + "|" + (cfg.tls_verify ? "1" : "0");
+  if (!tls_ || key != tls_key_) {  // first use, or changed by a reload
+    tls_ = make_upstream_tls(cfg);
+    tls_key_ = key;
+    idle_.clear();
+  }
+  return tls_.get();
+}
+
 awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamConfig& cfg,
                                                                boost::system::error_code& ec,
-                                                               bool fresh) {
+                                                               bool& tls_failed, bool fresh) {
+  tls_failed = false;
+  asio::ssl::context* tls = nullptr;
+  if (cfg.https) {
+    try {
+      tls = tls_for(cfg);
+    } catch (const std::exception&) {
+      tls_failed = true;
+      ec = asio::error::invalid_argument;
+      co_return nullptr;
+    }
+  }
   auto now = std::chrono::steady_clock::now();
   while (!fresh && !idle_.empty()) {
     auto c = std::move(idle_.back());
@@ -42,19 +67,42 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
   }
   auto c = std::make_unique<UpstreamConn>(ex_);
   c->stream.expires_after(cfg.connect_timeout);
-  auto [cec, ep] = co_await c->stream.async_connect(endpoints, use_tuple);
+  auto [cec, ep] = co_await c->stream.tcp().async_connect(endpoints, use_tuple);
   if (cec) {
     ec = cec;
     co_return nullptr;
   }
   c->stream.socket().set_option(tcp::no_delay(true));
+  if (tls) {
+    c->stream.start_tls(*tls);
+    SSL* ssl = c->stream.tls()->native_handle();
+    SSL_set_tlsext_host_name(ssl, cfg.host.c_str());  // SNI
+    if (cfg.tls_verify) {
+      // The certificate must name the host we dialled (IP or DNS name).
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      boost::system::error_code aec;
+      asio::ip::make_address(cfg.host, aec);
+      if (!aec)
+        X509_VERIFY_PARAM_set1_ip_asc(param, cfg.host.c_str());
+      else
+        X509_VERIFY_PARAM_set1_host(param, cfg.host.c_str(), 0);
+    }
+    c->stream.expires_after(cfg.connect_timeout);
+    auto [hec] =
+        co_await c->stream.tls()->async_handshake(asio::ssl::stream_base::client, use_tuple);
+    if (hec) {
+      ec = hec;
+      tls_failed = hec != beast::error::timeout;
+      co_return nullptr;
+    }
+  }
   ++opened_;
   co_return c;
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg) {
-  if (idle_.size() >= static_cast<size_t>(cfg.max_idle_connections)) idle_.pop_front();
   if (cfg.max_idle_connections == 0) return;
+  if (idle_.size() >= static_cast<size_t>(cfg.max_idle_connections)) idle_.pop_front();
   c->stream.expires_never();
   c->idle_since = std::chrono::steady_clock::now();
   c->buffer.clear();

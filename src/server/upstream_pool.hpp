@@ -1,19 +1,20 @@
 #pragma once
 // Keep-alive connections to the upstream, one pool per I/O thread (no locks).
 // A connection is reused only after an exchange that ended cleanly, and is
-// checked for a pending close before reuse (Pingora's rules).
+// checked for a pending close before reuse after an idle moment (Pingora's
+// rules). https:// upstreams get TLS with SNI and host-name verification.
 #include <chrono>
 #include <deque>
 #include <memory>
 
 #include "keygate/config/config.hpp"
-#include "server/asio.hpp"
+#include "server/stream.hpp"
 
 namespace keygate {
 
 struct UpstreamConn {
   explicit UpstreamConn(net::asio::any_io_executor ex) : stream(ex) {}
-  net::beast::tcp_stream stream;
+  Stream stream;
   net::beast::flat_buffer buffer;
   std::chrono::steady_clock::time_point idle_since;
   bool reused = false;
@@ -23,20 +24,23 @@ class UpstreamPool {
  public:
   explicit UpstreamPool(net::asio::any_io_executor ex) : ex_(ex), resolver_(ex) {}
 
-  // A connected stream; on failure `ec` is set (timeout: connect_timeout elapsed).
+  // A connected (and, for https, handshaken) stream; on failure `ec` is set.
+  // `tls_failed` tells a TLS failure (bad certificate, wrong name) from a TCP one.
   // `fresh`: never reuse (the retry after a reused connection failed).
   net::awaitable<std::unique_ptr<UpstreamConn>> acquire(const UpstreamConfig& cfg,
                                                         boost::system::error_code& ec,
-                                                        bool fresh = false);
+                                                        bool& tls_failed, bool fresh = false);
   void release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg);
-  void clear() { idle_.clear(); }
   std::uint64_t connections_opened() const { return opened_; }
 
  private:
+  net::asio::ssl::context* tls_for(const UpstreamConfig& cfg);
   net::asio::any_io_executor ex_;
   net::tcp::resolver resolver_;
   std::deque<std::unique_ptr<UpstreamConn>> idle_;
   std::uint64_t opened_ = 0;
+  std::shared_ptr<net::asio::ssl::context> tls_;
+  std::string tls_key_;  // the settings tls_ was built from
 };
 
 }  // namespace keygate

@@ -51,6 +51,7 @@ struct Worker {
   net::asio::io_context ioc{1};
   RuntimePtr runtime;  // only touched on this thread (reload posts the swap here)
   UpstreamPool pool;
+  std::shared_ptr<net::asio::ssl::context> tls;  // set: the listener speaks HTTPS
   // Sockets of connections waiting for their next request: closed on drain.
   std::list<net::beast::tcp_stream*> idle_streams;
 };

@@ -37,8 +37,8 @@ class Metrics {
       "body_too_large", "headers_too_large",
       "bad_request",    "draining",
       "unavailable",    "other"};
-  static constexpr std::array<std::string_view, 4> kUpstreamKinds = {"connect", "timeout", "reset",
-                                                                     "protocol"};
+  static constexpr std::array<std::string_view, 5> kUpstreamKinds = {"connect", "timeout", "reset",
+                                                                     "protocol", "tls"};
 
   void count_request(int status, std::string_view reason);
   void count_upstream_error(std::string_view kind);
