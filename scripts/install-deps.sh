@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages keygate needs to build, test and run.
 # Idempotent: a no-op (no apt call at all) when every package is present.
-# Usage: scripts/install-deps.sh [--runtime] [--bench]
+# Usage: scripts/install-deps.sh [--runtime | --bench | --ci]
 set -euo pipefail
 
 build_pkgs=(cmake ninja-build g++ make libboost1.81-dev nlohmann-json3-dev libspdlog-dev
@@ -9,11 +9,13 @@ build_pkgs=(cmake ninja-build g++ make libboost1.81-dev nlohmann-json3-dev libsp
   libbenchmark-dev ccache mold python3 openssl curl)
 runtime_pkgs=(libyaml-cpp0.7 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 ca-certificates curl)
 bench_pkgs=(wrk nginx haproxy)
+ci_pkgs=(yamllint)
 
 want=()
 case "${1:-}" in
   --runtime) want=("${runtime_pkgs[@]}") ;;
   --bench) want=("${bench_pkgs[@]}") ;;
+  --ci) want=("${ci_pkgs[@]}") ;;
   *) want=("${build_pkgs[@]}") ;;
 esac
 
