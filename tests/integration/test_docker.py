@@ -51,7 +51,7 @@ class Dockerfile(unittest.TestCase):
         for k, a in self.runtime:
             d.setdefault(k, []).append(a)
         self.assertIn("bash /tmp/install-deps.sh --runtime", d["RUN"][0])
-        self.assertIn("COPY --from=build /out/ /", d["COPY"])
+        self.assertIn("--from=build /out/ /", d["COPY"])
         user = d["USER"][-1]
         self.assertNotIn(user.split(":")[0], ("root", "0"))
         self.assertEqual(d["VOLUME"], ['["/data"]'])
