@@ -4,7 +4,8 @@
 #   2. `keygate serve` startup time and RSS with 1M keys in the store.
 #   3. wrk on loopback: direct vs keygate vs nginx/HAProxy doing the same job,
 #      measured in one run by ../shared/bench/peers.sh (ratios, medians).
-# Settings: SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_WRK=1, KEYS=1000000, and the
+#   4. HTTPS listener throughput beside plain HTTP.
+# Settings: SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_WRK=1, KEYS=1000000, and the
 # peers.sh variables (PIN, ROUNDS, DUR, CONFIGS).
 set -euo pipefail
 BUILD=${1:-build}
@@ -42,6 +43,51 @@ YAML
     printf 'run %d: ready in %.2f s (index load %s ms), RSS %d MB\n' "$run" \
       "$(echo "$end - $start" | bc)" "$loaded" $((rss / 1024))
   done
+fi
+
+if [[ -z ${SKIP_TLS:-} ]]; then
+  # HTTPS listener beside plain HTTP: same gateway config, same upstream (an nginx
+  # returning a fixed 100-byte JSON), wrk -t1 -c50, alternating runs, medians.
+  echo "== HTTPS listener vs plain HTTP (keep-alive; handshakes amortised)"
+  TPL="$ROOT/../shared/bench/templates/upstream.nginx.conf"
+  UP=19710 PLAIN=19711 TLSP=19712
+  mkdir -p "$W/tmp"
+  if [[ -f $TPL ]]; then
+    sed -e "s|@DIR@|$W|g; s|@UPSTREAM_PORT@|$UP|g" "$TPL" >"$W/up.conf"
+    nginx -p "$W" -e "$W/up.err" -c "$W/up.conf" & PIDS+=($!)
+  else
+    python3 "$ROOT/tests/integration/upstream.py" $UP >/dev/null & PIDS+=($!)
+  fi
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -keyout "$W/tls.key" -out "$W/tls.pem" -subj /CN=localhost 2>/dev/null
+  for mode in plain tls; do
+    port=$([[ $mode == tls ]] && echo $TLSP || echo $PLAIN)
+    {
+      echo "listen: 127.0.0.1:$port"
+      echo "threads: 1"
+      echo "upstream: {url: http://127.0.0.1:$UP}"
+      echo "store: {sqlite: $W/tls-bench.db}"
+      echo "plans: {default: {rate: {requests: 1000000000, period: 1s}}}"
+      echo "logging: {access_log: false, level: warn}"
+      [[ $mode == tls ]] && echo "tls: {cert: $W/tls.pem, key: $W/tls.key}"
+    } >"$W/$mode.yaml"
+  done
+  TKEY=$("$BIN" keys create --config "$W/plain.yaml" --name tlsbench --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  for mode in plain tls; do "$BIN" serve --config "$W/$mode.yaml" 2>/dev/null & PIDS+=($!); done
+  sleep 1
+  declare -A RPS=([plain]="" [tls]="")
+  for round in 1 2 3; do
+    for mode in plain tls; do
+      url=$([[ $mode == tls ]] && echo "https://127.0.0.1:$TLSP/" || echo "http://127.0.0.1:$PLAIN/")
+      r=$(wrk -t1 -c50 -d${DUR:-5}s -H "X-Api-Key: $TKEY" "$url" | awk '/Requests\/sec/ {print int($2)}')
+      RPS[$mode]+="$r "
+    done
+  done
+  med() { tr ' ' '\n' <<<"$1" | grep . | sort -n | sed -n 2p; }
+  p=$(med "${RPS[plain]}") t=$(med "${RPS[tls]}")
+  printf '%-14s %8s req/s (runs: %s)\n%-14s %8s req/s (runs: %s)\nhttps/http     %8s\n' \
+    "plain HTTP" "$p" "${RPS[plain]}" "HTTPS" "$t" "${RPS[tls]}" "$(echo "scale=3; $t / $p" | bc)"
 fi
 
 if [[ -z ${SKIP_WRK:-} ]]; then
