@@ -7,6 +7,7 @@
 #include "keygate/observe/log.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/stages.hpp"
+#include "server/wire.hpp"
 #include "server/worker.hpp"
 
 #include <sys/socket.h>
@@ -256,10 +257,14 @@ class ProxySession {
       }
       const bool may_retry = attempt == 0 && conn->reused && bodiless;
 
-      // Request: head, then the body chunk by chunk as it arrives.
-      http::request_serializer<http::buffer_body> sr{req};
+      // Request: head, then the body chunk by chunk as it arrives (re-chunked
+      // when it came chunked), each write one gather of at most five buffers.
+      const std::string up_head = wire::request_head(req);
+      const bool up_chunked = req.chunked();
       boost::system::error_code wec;
-      do {
+      bool first = true;
+      for (bool done = false; !done && !wec;) {
+        size_t n = 0;
         if (!parser.is_done()) {
           req.body().data = chunk.get();
           req.body().size = ChunkPool::kChunk;
@@ -275,19 +280,20 @@ class ProxySession {
             ctx.reason = "client_closed";
             co_return false;
           }
-          req.body().size = ChunkPool::kChunk - req.body().size;
-          req.body().data = chunk.get();
-          req.body().more = !parser.is_done();
-          o.bytes_in += req.body().size;
-        } else {
-          req.body().data = nullptr;
-          req.body().size = 0;
-          req.body().more = false;
+          n = ChunkPool::kChunk - req.body().size;
+          o.bytes_in += n;
         }
+        done = parser.is_done();
+        wire::Frame frame;
+        if (first) frame.head(up_head);
+        frame.data(chunk.get(), n, up_chunked);
+        if (done && up_chunked) frame.last_chunk();
+        first = false;
+        if (frame.empty()) continue;
         conn->stream.expires_after(cfg.upstream.timeout);
-        auto [e, wn] = co_await http::async_write(conn->stream, sr, use_tuple);
-        wec = e == http::error::need_buffer ? boost::system::error_code{} : e;
-      } while (!wec && (!parser.is_done() || !sr.is_done()));
+        auto [e, wn] = co_await asio::async_write(conn->stream, frame.buffers(), use_tuple);
+        wec = e;
+      }
       if (wec && may_retry && !timed_out(wec)) continue;
       if (wec) {
         svc_.metrics.count_upstream_error(timed_out(wec) ? "timeout" : "reset");
@@ -349,8 +355,11 @@ class ProxySession {
     res.version(client_version);
     res.keep_alive(keep);
 
-    http::response_serializer<http::buffer_body> rs{res};
-    do {
+    const std::string down_head = wire::response_head(res);
+    const bool down_chunked = !no_body && res.chunked();
+    bool first = true;
+    for (bool done = false; !done;) {
+      size_t n = 0;
       if (!rp->is_done()) {
         res.body().data = chunk.get();
         res.body().size = ChunkPool::kChunk;
@@ -362,20 +371,20 @@ class ProxySession {
           ctx.reason = "upstream";
           co_return false;
         }
-        res.body().size = ChunkPool::kChunk - res.body().size;
-        res.body().data = chunk.get();
-        res.body().more = !rp->is_done();
-        o.bytes_out += res.body().size;
-      } else {
-        res.body().data = nullptr;
-        res.body().size = 0;
-        res.body().more = false;
+        n = ChunkPool::kChunk - res.body().size;
+        o.bytes_out += n;
       }
+      done = rp->is_done();
+      wire::Frame frame;
+      if (first) frame.head(down_head);
+      frame.data(chunk.get(), n, down_chunked);
+      if (done && down_chunked) frame.last_chunk();
+      first = false;
+      if (frame.empty()) continue;
       stream_.expires_after(cfg.limits.idle_timeout);
-      auto [wec, wn] = co_await http::async_write(stream_, rs, use_tuple);
-      if (wec == http::error::need_buffer) wec = {};
+      auto [wec, wn] = co_await asio::async_write(stream_, frame.buffers(), use_tuple);
       if (wec) co_return false;
-    } while (!rp->is_done() || !rs.is_done());
+    }
 
     if (upstream_reusable) w_.pool.release(std::move(conn), cfg.upstream);
     co_return keep;
@@ -385,13 +394,9 @@ class ProxySession {
   // ways until either side closes or goes idle.
   awaitable<void> tunnel(UpstreamConn& up, http::response_parser<http::buffer_body>& rp,
                          const Config& cfg) {
-    auto& res = rp.get();
-    res.body().data = nullptr;
-    res.body().size = 0;
-    res.body().more = false;
-    http::response_serializer<http::buffer_body> rs{res};
+    const std::string head = wire::response_head(rp.get());
     stream_.expires_after(cfg.limits.idle_timeout);
-    auto [ec, n] = co_await http::async_write_header(stream_, rs, use_tuple);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head), use_tuple);
     if (ec) co_return;
     auto pump = [&cfg](Stream& from, beast::flat_buffer& pending, Stream& to) -> awaitable<void> {
       std::vector<char> buf(ChunkPool::kChunk);
