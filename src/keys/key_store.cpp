@@ -16,7 +16,6 @@ class Statement {
   Statement(KeyStore& store, const char* sql) : db_(store.db_) {
     if (sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr) != SQLITE_OK)
       throw StoreError(std::string("store: prepare failed: ") + sqlite3_errmsg(db_));
-    ++store.statements_;
   }
   ~Statement() { sqlite3_finalize(stmt_); }
   Statement(const Statement&) = delete;

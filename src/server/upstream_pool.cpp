@@ -96,7 +96,6 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
       co_return nullptr;
     }
   }
-  ++opened_;
   co_return c;
 }
 

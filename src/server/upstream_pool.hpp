@@ -31,14 +31,12 @@ class UpstreamPool {
                                                         boost::system::error_code& ec,
                                                         bool& tls_failed, bool fresh = false);
   void release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg);
-  std::uint64_t connections_opened() const { return opened_; }
 
  private:
   net::asio::ssl::context* tls_for(const UpstreamConfig& cfg);
   net::asio::any_io_executor ex_;
   net::tcp::resolver resolver_;
   std::deque<std::unique_ptr<UpstreamConn>> idle_;
-  std::uint64_t opened_ = 0;
   std::shared_ptr<net::asio::ssl::context> tls_;
   std::string tls_key_;  // the settings tls_ was built from
 };

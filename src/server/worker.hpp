@@ -48,7 +48,8 @@ struct Worker {
   // Declared first, destroyed last: sessions still suspended when the
   // io_context goes return their buffers here.
   ChunkPool chunks;
-  net::asio::io_context ioc{1};
+  // Every socket of this context is used only from its own thread: no I/O locking.
+  net::asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   RuntimePtr runtime;  // only touched on this thread (reload posts the swap here)
   UpstreamPool pool;
   std::shared_ptr<net::asio::ssl::context> tls;  // set: the listener speaks HTTPS

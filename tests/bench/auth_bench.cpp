@@ -52,7 +52,9 @@ void run(benchmark::State& state, const std::vector<std::string>& keys, bool exp
   }
 }
 
-void BM_AuthValidKey(benchmark::State& state) { run(state, world().keys, true); }
+void BM_AuthValidKey(benchmark::State& state) {
+  run(state, world().keys, true);
+}
 
 void BM_AuthUnknownWellFormedKey(benchmark::State& state) {
   std::vector<std::string> unknown;

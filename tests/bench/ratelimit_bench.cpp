@@ -16,7 +16,8 @@ const Rate kRate{1'000'000'000, std::chrono::seconds(1), 0};  // never denies: m
 
 std::vector<std::string> make_ids(int n) {
   std::vector<std::string> ids;
-  for (int i = 0; i < n; ++i) ids.push_back("key_" + std::to_string(100'000'000'000'000'000 + i).substr(0, 20));
+  for (int i = 0; i < n; ++i)
+    ids.push_back("key_" + std::to_string(100'000'000'000'000'000 + i).substr(0, 20));
   return ids;
 }
 

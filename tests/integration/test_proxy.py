@@ -220,6 +220,17 @@ class Failures(GatewayTest):
         self.assertLess(time.monotonic() - start, 4.5, "connection was not cut off")
         self.assertEqual(g.request("GET", "/x").status, 200)
 
+    def test_max_connections_refuses_extra_connections(self):
+        g = self.gateway({**OPEN, "threads": 1, "limits": {"max_connections": 2}})
+        held = [g.connection() for _ in range(2)]
+        for c in held:
+            self.assertEqual(g.request("GET", "/x", conn=c).status, 200)
+        # A third connection is accepted by the kernel and closed at once.
+        self.assertEqual(raw(g.port, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n", timeout=3), b"")
+        held[0].close()
+        self.assertTrue(wait_until(lambda: g.request("GET", "/x").status == 200, 3))
+        held[1].close()
+
     def test_garbage_and_smuggling_attempts_rejected_while_serving(self):
         g = self.gateway(OPEN)
         out = raw(g.port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")

@@ -70,12 +70,10 @@ class KeyStore {
   // Changes whenever another connection commits (PRAGMA data_version).
   std::int64_t data_version();
   void record_usage(const std::vector<UsageEvent>& events);
-  std::int64_t statements_executed() const { return statements_; }
 
  private:
   std::int64_t bump_seq();
   sqlite3* db_ = nullptr;
-  std::int64_t statements_ = 0;
   friend class Statement;
 };
 
