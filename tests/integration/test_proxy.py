@@ -233,7 +233,13 @@ class Failures(GatewayTest):
             got = b""
         self.assertEqual(got, b"")
         held[0].close()
-        self.assertTrue(wait_until(lambda: g.request("GET", "/x").status == 200, 3))
+
+        def served():
+            try:
+                return g.request("GET", "/x").status == 200
+            except OSError:  # still refused until the gateway sees the close
+                return False
+        self.assertTrue(wait_until(served, 3))
         held[1].close()
 
     def test_garbage_and_smuggling_attempts_rejected_while_serving(self):
