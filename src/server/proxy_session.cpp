@@ -173,7 +173,7 @@ class ProxySession {
       o.bytes_out = v.body.size();
       bool ok = co_await write_local(v, ctx, cfg, keep, req.version());
       finish(ctx, method, path, o, start);
-      co_return ok&& keep;
+      co_return (ok && keep);
     }
     Outcome o;
     bool again = co_await forward(parser, ctx, *rt, pipeline, keep, o);
@@ -203,7 +203,7 @@ class ProxySession {
     o.status = v.status;
     o.bytes_out = v.body.size();
     bool ok = co_await write_local(v, ctx, cfg, keep, version);
-    co_return ok&& keep;
+    co_return (ok && keep);
   }
 
   awaitable<bool> forward(http::request_parser<http::buffer_body>& parser, Context& ctx,
