@@ -417,8 +417,6 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
       host_port(n["listen"], "admin.listen", c.admin.listen);
       if (n["token"].IsDefined() && !n["token"].IsNull())
         r.get_str(n["token"], "admin.token", c.admin.token);
-      if (!c.admin.token.empty() && c.admin.token.size() < 16)
-        r.error(n["token"], "admin.token must be at least 16 characters");
       r.opt_str(n["key_scope"], "admin.key_scope", c.admin.key_scope);
     }
   }
@@ -439,17 +437,15 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
       r.get_int(n["display_prefix_length"], "keys.display_prefix_length",
                 c.keys.display_prefix_length, 1, 64);
       r.opt_str(n["pepper"], "keys.pepper", c.keys.pepper);
-      if (c.keys.pepper && c.keys.pepper->size() < 16)
-        r.error(n["pepper"], "keys.pepper must be at least 16 characters");
     }
-    // The display prefix shows the head plus 4..12 random characters: enough to
-    // identify a key, never enough to weaken the 32-character secret.
+    // The display prefix shows the head plus 1..16 random characters: at least
+    // 16 of the 32 random characters (95 bits) always stay secret.
     int head = static_cast<int>(c.keys.prefix.size()) + 1 +
                (c.keys.environment ? static_cast<int>(c.keys.environment->size()) + 1 : 0);
-    if (c.keys.display_prefix_length < head + 4 || c.keys.display_prefix_length > head + 12)
+    if (c.keys.display_prefix_length < head + 1 || c.keys.display_prefix_length > head + 16)
       r.error(n["display_prefix_length"].IsDefined() ? n["display_prefix_length"] : n,
-              "keys.display_prefix_length must be between " + std::to_string(head + 4) + " and " +
-                  std::to_string(head + 12) + " for this prefix");
+              "keys.display_prefix_length must be between " + std::to_string(head + 1) + " and " +
+                  std::to_string(head + 16) + " for this prefix");
   }
   if (auto n = root["auth"]; n.IsDefined()) read_auth(r, n, c);
   if (auto n = root["identity"]; n.IsDefined()) {

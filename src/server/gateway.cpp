@@ -89,6 +89,11 @@ void load_index(KeyStore& store, KeyIndex& index) {
 
 int serve(Config config) {
   log::setup(config.logging);
+  // Short secrets are allowed (SPEC sets no minimum) but worth a warning.
+  if (config.admin.enabled() && config.admin.token.size() < 16)
+    log::warn("admin.token is shorter than 16 characters; use a long random token");
+  if (config.keys.pepper && config.keys.pepper->size() < 16)
+    log::warn("keys.pepper is shorter than 16 characters; use a long random pepper");
   // Signals are handled by asio on the main thread; block them in every other thread.
   sigset_t set;
   sigemptyset(&set);
