@@ -218,7 +218,7 @@ void read_plans(Reader& r, const YAML::Node& n, Config& c) {
     std::string what = "plans." + p.name;
     if (!std::regex_match(p.name, std::regex("^[A-Za-z0-9_.-]{1,64}$")))
       r.error(it->first, "plan name '" + p.name + "' must be 1-64 of [A-Za-z0-9_.-]");
-    const YAML::Node& pn = it->second;
+    const YAML::Node pn = it->second;  // a copy: it-> yields a temporary proxy
     if (r.mapping(pn, what, {"rate", "scope", "allow", "message"})) {
       if (pn["rate"].IsDefined() && !pn["rate"].IsNull()) {
         Rate rate;
