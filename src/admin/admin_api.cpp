@@ -272,8 +272,7 @@ class Handler {
       std::optional<AuthKey> k;
       d_.index.visit(h, [&](const AuthKey& a) { k = a; });
       UnixMillis now = now_millis();
-      if (k && k->enabled() && (!k->revoked_at() || k->revoked_at() > now) &&
-          (!k->expires_at() || k->expires_at() > now)) {
+      if (k && k->active(now)) {
         if (!k->has_scope(*scope))
           return errors::forbidden(
               "scope", "This key lacks the '" + *scope + "' scope needed for the admin API.");

@@ -77,9 +77,7 @@ size_t KeyIndex::count_active(UnixMillis now) const {
   for (const auto& s : shards_) {
     std::shared_lock lock(s.mu);
     for (const auto& [h, k] : s.map) {
-      if (k.enabled() && (k.revoked_at() == 0 || k.revoked_at() > now) &&
-          (k.expires_at() == 0 || k.expires_at() > now))
-        ++n;
+      if (k.active(now)) ++n;
     }
   }
   return n;

@@ -199,17 +199,6 @@ std::expected<IssuedKey, Error> KeyService::rotate(const std::string& ref, Milli
   return issued;
 }
 
-std::string format_time(UnixMillis t) {
-  std::time_t secs = t / 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(t % 1000));
-  return out;
-}
-
 std::optional<UnixMillis> parse_time(const std::string& s) {
   static const std::regex re(
       R"(^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$)");

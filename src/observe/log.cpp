@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "keygate/proxy/error_renderer.hpp"
+#include "keygate/keys/key_record.hpp"
 
 namespace keygate::log {
 
@@ -39,13 +39,7 @@ std::shared_ptr<spdlog::logger> access_logger() {
 }
 
 std::string now_iso() {
-  auto now = std::chrono::system_clock::now();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  std::string s = format_rfc3339(now);  // ...SSZ
-  char frac[8];
-  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms % 1000));
-  s.pop_back();
-  return s + frac;
+  return format_time(now_millis());
 }
 }  // namespace
 

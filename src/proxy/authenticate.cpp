@@ -28,6 +28,9 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
     ctx.key.reset();  // not authenticated: no identity, no rate-limit headers
     return err;
   }
+  // Resolved once here; the 403s below, the plan gate and the rate limit reuse it.
+  ctx.policy = resolve_policy(k, rt.config);
+  ctx.plan = ctx.policy.plan->name;
   if (!k.allowed_nets().empty() && !any_contains(k.allowed_nets(), ctx.client_ip))
     return errors::forbidden("ip", "This API key may not be used from this IP address.");
   if (ctx.route) {
@@ -41,12 +44,10 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
       return e;
     }
   }
-  RatePolicy policy = resolve_policy(k, rt.config);
-  ctx.plan = policy.plan->name;
-  if (!policy.plan->allow)
-    return errors::forbidden("plan", policy.plan->message.empty()
+  if (!ctx.policy.plan->allow)
+    return errors::forbidden("plan", ctx.policy.plan->message.empty()
                                          ? "Your plan does not include API access."
-                                         : policy.plan->message);
+                                         : ctx.policy.plan->message);
   return std::nullopt;
 }
 

@@ -1,5 +1,7 @@
 #include "keygate/proxy/error_renderer.hpp"
 
+#include "keygate/keys/key_record.hpp"
+
 #include <array>
 #include <ctime>
 
@@ -88,15 +90,6 @@ nlohmann::json details_of(const Error& e) {
 }
 
 }  // namespace
-
-std::string format_rfc3339(std::chrono::system_clock::time_point t) {
-  std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::string ErrorRenderer::envelope(const Error& e, std::string_view request_id) {
   nlohmann::ordered_json body = {{"success", false},

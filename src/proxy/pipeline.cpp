@@ -39,11 +39,11 @@ Verdict Pipeline::decide(const RequestView& req, Context& ctx) const {
   UnixMillis now = now_millis();
   if (auto e = authenticate(rt_, index_, ctx, now)) {
     // A 403 goes to an authenticated key: it still gets its rate-limit headers.
-    if (ctx.key) ctx.rate = limiter_.peek(*ctx.key, resolve_policy(*ctx.key, rt_.config));
+    if (ctx.key) ctx.rate = limiter_.peek(*ctx.key, ctx.policy);
     return reply(*e, ctx);
   }
   if (usage_ && ctx.usage_due) usage_->record({std::string(ctx.key->id()), now, ctx.client_ip});
-  if (auto e = rate_limit(rt_, limiter_, ctx)) return reply(*e, ctx);
+  if (auto e = rate_limit(limiter_, ctx)) return reply(*e, ctx);
   return Verdict{true};
 }
 

@@ -8,9 +8,8 @@ std::int64_t ceil_seconds(std::int64_t ns) {
 }
 }  // namespace
 
-std::optional<Error> rate_limit(const Runtime& rt, RateLimiter& limiter, Context& ctx) {
-  RatePolicy policy = resolve_policy(*ctx.key, rt.config);
-  ctx.rate = limiter.take(*ctx.key, policy);
+std::optional<Error> rate_limit(RateLimiter& limiter, Context& ctx) {
+  ctx.rate = limiter.take(*ctx.key, ctx.policy);
   if (!ctx.rate || ctx.rate->allowed) return std::nullopt;
   Error e = errors::rate_limited(std::max<std::int64_t>(1, ceil_seconds(ctx.rate->retry_ns)));
   e.reset_after = ceil_seconds(ctx.rate->reset_ns);

@@ -76,10 +76,7 @@ awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const 
 
 void load_index(KeyStore& store, KeyIndex& index) {
   auto t0 = std::chrono::steady_clock::now();
-  store.for_each_changed(0, [&](const KeyRecord& r) {
-    index.upsert(r);
-    if (r.change_seq > index.applied_seq) index.applied_seq = r.change_seq;
-  });
+  store.for_each_changed(0, [&](const KeyRecord& r) { index.apply(r); });
   double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   log::info("keys loaded", {{"count", index.size()}, {"ms", std::round(ms)}});

@@ -257,43 +257,20 @@ class ProxySession {
       }
       const bool may_retry = attempt == 0 && conn->reused && bodiless;
 
-      // Request: head, then the body chunk by chunk as it arrives (re-chunked
-      // when it came chunked), each write one gather of at most five buffers.
-      const std::string up_head = wire::request_head(req);
-      const bool up_chunked = req.chunked();
-      boost::system::error_code wec;
-      bool first = true;
-      for (bool done = false; !done && !wec;) {
-        size_t n = 0;
-        if (!parser.is_done()) {
-          req.body().data = chunk.get();
-          req.body().size = ChunkPool::kChunk;
-          stream_.expires_after(cfg.limits.idle_timeout);
-          auto [rec, rn] = co_await http::async_read(stream_, buffer_, parser, use_tuple);
-          if (rec == http::error::need_buffer) rec = {};
-          if (rec) {
-            if (rec == http::error::body_limit) {
-              Error err = errors::payload_too_large(cfg.limits.max_body_bytes);
-              co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
-            }
-            o.status = 499;  // client went away mid-body
-            ctx.reason = "client_closed";
-            co_return false;
-          }
-          n = ChunkPool::kChunk - req.body().size;
-          o.bytes_in += n;
+      // Request: head, then the body as it arrives.
+      RelayResult sent = co_await relay(stream_, buffer_, parser, conn->stream,
+                                        wire::request_head(req), req.chunked(), chunk.get(),
+                                        cfg.limits.idle_timeout, cfg.upstream.timeout, o.bytes_in);
+      if (sent.read) {
+        if (sent.read == http::error::body_limit) {
+          Error err = errors::payload_too_large(cfg.limits.max_body_bytes);
+          co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
         }
-        done = parser.is_done();
-        wire::Frame frame;
-        if (first) frame.head(up_head);
-        frame.data(chunk.get(), n, up_chunked);
-        if (done && up_chunked) frame.last_chunk();
-        first = false;
-        if (frame.empty()) continue;
-        conn->stream.expires_after(cfg.upstream.timeout);
-        auto [e, wn] = co_await asio::async_write(conn->stream, frame.buffers(), use_tuple);
-        wec = e;
+        o.status = 499;  // client went away mid-body
+        ctx.reason = "client_closed";
+        co_return false;
       }
+      const boost::system::error_code wec = sent.write;
       if (wec && may_retry && !timed_out(wec)) continue;
       if (wec) {
         svc_.metrics.count_upstream_error(timed_out(wec) ? "timeout" : "reset");
@@ -355,39 +332,64 @@ class ProxySession {
     res.version(client_version);
     res.keep_alive(keep);
 
-    const std::string down_head = wire::response_head(res);
-    const bool down_chunked = !no_body && res.chunked();
-    bool first = true;
-    for (bool done = false; !done;) {
-      size_t n = 0;
-      if (!rp->is_done()) {
-        res.body().data = chunk.get();
-        res.body().size = ChunkPool::kChunk;
-        conn->stream.expires_after(cfg.upstream.timeout);
-        auto [rec, rn] = co_await http::async_read(conn->stream, conn->buffer, *rp, use_tuple);
-        if (rec == http::error::need_buffer) rec = {};
-        if (rec) {  // too late for an error reply: cut the client off
-          svc_.metrics.count_upstream_error(timed_out(rec) ? "timeout" : "reset");
-          ctx.reason = "upstream";
-          co_return false;
-        }
-        n = ChunkPool::kChunk - res.body().size;
-        o.bytes_out += n;
-      }
-      done = rp->is_done();
-      wire::Frame frame;
-      if (first) frame.head(down_head);
-      frame.data(chunk.get(), n, down_chunked);
-      if (done && down_chunked) frame.last_chunk();
-      first = false;
-      if (frame.empty()) continue;
-      stream_.expires_after(cfg.limits.idle_timeout);
-      auto [wec, wn] = co_await asio::async_write(stream_, frame.buffers(), use_tuple);
-      if (wec) co_return false;
+    RelayResult got =
+        co_await relay(conn->stream, conn->buffer, *rp, stream_, wire::response_head(res),
+                       !no_body && res.chunked(), chunk.get(), cfg.upstream.timeout,
+                       cfg.limits.idle_timeout, o.bytes_out);
+    if (got.read) {  // too late for an error reply: cut the client off
+      svc_.metrics.count_upstream_error(timed_out(got.read) ? "timeout" : "reset");
+      ctx.reason = "upstream";
+      co_return false;
     }
+    if (got.write) co_return false;
 
     if (upstream_reusable) w_.pool.release(std::move(conn), cfg.upstream);
     co_return keep;
+  }
+
+  struct RelayResult {
+    boost::system::error_code read, write;  // which side failed, if one did
+  };
+
+  // `head`, then the body chunk by chunk as `parser` reads it from `from`
+  // (re-chunked when `chunked`), each write one gather of at most five buffers.
+  // Used both ways: client -> upstream and upstream -> client.
+  template <class Parser>
+  awaitable<RelayResult> relay(Stream& from, beast::flat_buffer& from_buffer, Parser& parser,
+                               Stream& to, std::string head, bool chunked, char* chunk,
+                               Millis read_timeout, Millis write_timeout, std::uint64_t& bytes) {
+    auto& body = parser.get().body();
+    RelayResult r;
+    bool first = true;
+    for (bool done = false; !done;) {
+      size_t n = 0;
+      if (!parser.is_done()) {
+        body.data = chunk;
+        body.size = ChunkPool::kChunk;
+        from.expires_after(read_timeout);
+        auto [ec, rn] = co_await http::async_read(from, from_buffer, parser, use_tuple);
+        if (ec && ec != http::error::need_buffer) {
+          r.read = ec;
+          co_return r;
+        }
+        n = ChunkPool::kChunk - body.size;
+        bytes += n;
+      }
+      done = parser.is_done();
+      wire::Frame frame;
+      if (first) frame.head(head);
+      frame.data(chunk, n, chunked);
+      if (done && chunked) frame.last_chunk();
+      first = false;
+      if (frame.empty()) continue;
+      to.expires_after(write_timeout);
+      auto [wec, wn] = co_await asio::async_write(to, frame.buffers(), use_tuple);
+      if (wec) {
+        r.write = wec;
+        co_return r;
+      }
+    }
+    co_return r;
   }
 
   // After a 101 from the upstream: the 101 head to the client, then bytes both

@@ -36,10 +36,7 @@ void StoreWorker::set_runtime(RuntimePtr rt) {
     rt_ = rt;
     service_ = std::make_unique<KeyService>(*store_, rt_->config);
     // Changes made through this process apply to the very next request.
-    service_->on_change([this](const KeyRecord& r) {
-      index_.upsert(r);
-      if (r.change_seq > index_.applied_seq) index_.applied_seq = r.change_seq;
-    });
+    service_->on_change([this](const KeyRecord& r) { index_.apply(r); });
   });
 }
 
@@ -105,8 +102,7 @@ void StoreWorker::refresh() {
     size_t n = 0;
     ++key_reads_;
     store_->for_each_changed(index_.applied_seq, [&](const KeyRecord& r) {
-      index_.upsert(r);
-      if (r.change_seq > index_.applied_seq) index_.applied_seq = r.change_seq;
+      index_.apply(r);
       ++n;
     });
     if (n) log::info("applied key changes from the store", {{"count", n}});

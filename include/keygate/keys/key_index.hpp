@@ -39,6 +39,11 @@ class AuthKey {
   bool enabled() const { return enabled_; }
   UnixMillis expires_at() const { return expires_at_; }  // 0: never
   UnixMillis revoked_at() const { return revoked_at_; }  // 0: not revoked
+  // Enabled, not revoked and not expired at `now`.
+  bool active(UnixMillis now) const {
+    return enabled_ && (revoked_at_ == 0 || revoked_at_ > now) &&
+           (expires_at_ == 0 || expires_at_ > now);
+  }
 
   // True at most once per `interval` per key: throttles last-used writes
   // without a lock (one CAS on the key's own word).
@@ -69,6 +74,12 @@ class KeyIndex {
     return true;
   }
   void upsert(const KeyRecord& r);
+  // A row read from (or just written to) the store: upsert, and remember the
+  // highest change applied so the refresh reads only newer rows.
+  void apply(const KeyRecord& r) {
+    upsert(r);
+    if (r.change_seq > applied_seq) applied_seq = r.change_seq;
+  }
   size_t size() const;
   // Keys that are enabled, not revoked and not expired at `now`.
   size_t count_active(UnixMillis now) const;

@@ -1,6 +1,7 @@
 #pragma once
 // A key's stored metadata (everything but the secret) and the compact form the
 // request path keeps in memory.
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -15,6 +16,9 @@ namespace keygate {
 
 using UnixMillis = std::int64_t;
 UnixMillis now_millis();
+// RFC 3339 UTC: with milliseconds (stored times), and in whole seconds.
+std::string format_time(UnixMillis t);
+std::string format_rfc3339(std::chrono::system_clock::time_point t);
 
 struct KeyRecord {
   std::string id;

@@ -80,7 +80,6 @@ Error validation_error(const std::string& field, const std::string& message);
 // The key object of SPEC §4 (never the hash; `key` only when given).
 nlohmann::json key_to_json(const KeyRecord& r, UnixMillis now, const std::string* secret = nullptr);
 nlohmann::json rate_to_json(const std::optional<Rate>& r);
-std::string format_time(UnixMillis t);  // RFC 3339 UTC
 std::optional<UnixMillis> parse_time(const std::string& rfc3339);
 
 }  // namespace keygate

@@ -39,6 +39,7 @@ struct Context {
   std::optional<Credential> credential;
   std::optional<AuthKey> key;    // set once authenticated
   std::string plan;              // the key's effective plan
+  RatePolicy policy;             // resolved once, by authenticate
   std::optional<Decision> rate;  // set once rate-limited
   std::string reason;            // for the access log and metrics
   bool usage_due = false;        // this request should report last-used

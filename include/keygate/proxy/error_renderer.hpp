@@ -30,6 +30,4 @@ class ErrorRenderer {
   std::optional<ErrorStyle> style_;
 };
 
-std::string format_rfc3339(std::chrono::system_clock::time_point t);
-
 }  // namespace keygate

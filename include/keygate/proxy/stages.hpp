@@ -29,7 +29,7 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
 inline constexpr UnixMillis kUsageReportInterval = 5000;
 
 // rate-limit: one token from the key's (or owner's) bucket.
-std::optional<Error> rate_limit(const Runtime& rt, RateLimiter& limiter, Context& ctx);
+std::optional<Error> rate_limit(RateLimiter& limiter, Context& ctx);
 
 // Response headers for a key-authenticated request (X-RateLimit-*, IETF, Retry-After).
 void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Fields& out,
