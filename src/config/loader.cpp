@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "keygate/config/values.hpp"
-#include "keygate/proxy/error_renderer.hpp"
+#include "keygate/core/placeholders.hpp"
 
 namespace keygate {
 
@@ -308,9 +308,9 @@ const std::set<std::string>& known_codes() {
 void check_placeholders(Reader& r, const YAML::Node& at, const nlohmann::ordered_json& j,
                         const std::string& what) {
   if (j.is_string()) {
-    if (auto bad = ErrorRenderer::unknown_placeholder(j.get<std::string>()))
-      r.error(at, what + ": unknown placeholder {" + *bad +
-                      "} (known: " + ErrorRenderer::placeholder_names() + ")");
+    if (auto bad = placeholders::first_unknown(j.get<std::string>()))
+      r.error(at,
+              what + ": unknown placeholder {" + *bad + "} (known: " + placeholders::list() + ")");
   } else if (j.is_structured()) {
     for (const auto& [k, v] : j.items()) check_placeholders(r, at, v, what);
   }

@@ -1,17 +1,10 @@
 #include "keygate/proxy/error_renderer.hpp"
 
-#include "keygate/keys/key_record.hpp"
-
-#include <array>
-#include <ctime>
+#include "keygate/core/time.hpp"
 
 namespace keygate {
 
 namespace {
-
-constexpr std::array<std::string_view, 10> kPlaceholders = {
-    "code",    "message",     "status",   "reason", "request_id",
-    "details", "retry_after", "retry_at", "reset",  "reset_at"};
 
 struct Values {
   std::string code, message, reason, request_id, retry_after, retry_at, reset, reset_at;
@@ -131,26 +124,6 @@ std::string ErrorRenderer::render(const Error& e, std::string_view request_id,
     return envelope(styled, request_id);
   }
   return fill(*tmpl, v).dump();
-}
-
-std::optional<std::string> ErrorRenderer::unknown_placeholder(std::string_view text) {
-  size_t i = 0;
-  while ((i = text.find('{', i)) != std::string_view::npos) {
-    auto close = text.find('}', i);
-    if (close == std::string_view::npos) return std::nullopt;
-    auto name = text.substr(i + 1, close - i - 1);
-    bool known = false;
-    for (auto p : kPlaceholders) known = known || p == name;
-    if (!known) return std::string(name);
-    i = close + 1;
-  }
-  return std::nullopt;
-}
-
-std::string ErrorRenderer::placeholder_names() {
-  std::string out;
-  for (auto p : kPlaceholders) out += (out.empty() ? "{" : ", {") + std::string(p) + "}";
-  return out;
 }
 
 }  // namespace keygate

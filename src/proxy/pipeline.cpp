@@ -39,7 +39,7 @@ Verdict Pipeline::decide(const RequestView& req, Context& ctx) const {
   UnixMillis now = now_millis();
   if (auto e = authenticate(rt_, index_, ctx, now)) {
     // A 403 goes to an authenticated key: it still gets its rate-limit headers.
-    if (ctx.key) ctx.rate = limiter_.peek(*ctx.key, ctx.policy);
+    if (ctx.key) ctx.rate = limiter_.peek(ctx.policy, ctx.key->id(), ctx.key->owner());
     return reply(*e, ctx);
   }
   if (usage_ && ctx.usage_due) usage_->record({std::string(ctx.key->id()), now, ctx.client_ip});

@@ -8,8 +8,18 @@ std::int64_t ceil_seconds(std::int64_t ns) {
 }
 }  // namespace
 
+RatePolicy resolve_policy(const AuthKey& key, const Config& config) {
+  RatePolicy p;
+  auto it = key.plan().empty() ? config.plans.end() : config.plans.find(std::string(key.plan()));
+  if (it == config.plans.end()) it = config.plans.find(config.rate_limit.default_plan);
+  p.plan = &it->second;
+  p.rate = key.rate() ? key.rate() : p.plan->rate;
+  p.by_owner = p.plan->scope == Plan::Scope::owner && !key.owner().empty();
+  return p;
+}
+
 std::optional<Error> rate_limit(RateLimiter& limiter, Context& ctx) {
-  ctx.rate = limiter.take(*ctx.key, ctx.policy);
+  ctx.rate = limiter.take(ctx.policy, ctx.key->id(), ctx.key->owner());
   if (!ctx.rate || ctx.rate->allowed) return std::nullopt;
   Error e = errors::rate_limited(std::max<std::int64_t>(1, ceil_seconds(ctx.rate->retry_ns)));
   e.reset_after = ceil_seconds(ctx.rate->reset_ns);

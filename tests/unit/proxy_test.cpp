@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "keygate/config/loader.hpp"
+#include "keygate/core/placeholders.hpp"
 #include "keygate/proxy/error_renderer.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/pipeline.hpp"
@@ -139,8 +140,8 @@ errors:
 }
 
 TEST(ErrorRenderer, UnknownPlaceholderDetection) {
-  EXPECT_FALSE(ErrorRenderer::unknown_placeholder("a {code} b {retry_at}"));
-  EXPECT_EQ(*ErrorRenderer::unknown_placeholder("{code} {nope}"), "nope");
+  EXPECT_FALSE(placeholders::first_unknown("a {code} b {retry_at}"));
+  EXPECT_EQ(*placeholders::first_unknown("{code} {nope}"), "nope");
 }
 
 TEST(ForwardHeaders, RequestIdRules) {

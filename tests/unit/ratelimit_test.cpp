@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "keygate/proxy/stages.hpp"
 #include "keygate/ratelimit/bucket_table.hpp"
 #include "keygate/ratelimit/rate_limiter.hpp"
 
@@ -12,6 +13,9 @@ namespace {
 constexpr std::int64_t kSec = 1'000'000'000;
 Rate rate(std::uint64_t n, Millis per, std::uint64_t burst = 0) {
   return Rate{n, per, burst};
+}
+std::optional<Decision> take(RateLimiter& limiter, const AuthKey& k, const RatePolicy& p) {
+  return limiter.take(p, k.id(), k.owner());
 }
 }  // namespace
 
@@ -157,12 +161,12 @@ TEST(RateLimiter, OwnerScopeSharesOneBucket) {
   AuthKey ka(a), kb(b), kc(c);
   auto pol = resolve_policy(ka, cfg);
   EXPECT_TRUE(pol.by_owner);
-  EXPECT_TRUE(limiter.take(ka, pol)->allowed);
-  EXPECT_TRUE(limiter.take(kb, pol)->allowed);
-  EXPECT_TRUE(limiter.take(ka, pol)->allowed);
-  EXPECT_EQ(limiter.take(kb, pol)->remaining, 0u);
-  EXPECT_FALSE(limiter.take(ka, pol)->allowed);
-  EXPECT_TRUE(limiter.take(kc, resolve_policy(kc, cfg))->allowed);  // another owner
+  EXPECT_TRUE(take(limiter, ka, pol)->allowed);
+  EXPECT_TRUE(take(limiter, kb, pol)->allowed);
+  EXPECT_TRUE(take(limiter, ka, pol)->allowed);
+  EXPECT_EQ(take(limiter, kb, pol)->remaining, 0u);
+  EXPECT_FALSE(take(limiter, ka, pol)->allowed);
+  EXPECT_TRUE(take(limiter, kc, resolve_policy(kc, cfg))->allowed);  // another owner
 }
 
 TEST(RateLimiter, PolicyResolution) {
@@ -182,7 +186,7 @@ TEST(RateLimiter, PolicyResolution) {
   ManualClock clock;
   RateLimiter limiter(clock);
   r.rate.reset();
-  EXPECT_FALSE(limiter.take(AuthKey(r), resolve_policy(AuthKey(r), cfg)).has_value());
+  EXPECT_FALSE(take(limiter, AuthKey(r), resolve_policy(AuthKey(r), cfg)).has_value());
 }
 
 TEST(TokenBucket, ExactUnderContention) {

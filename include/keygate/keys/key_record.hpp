@@ -10,15 +10,10 @@
 #include <vector>
 
 #include "keygate/config/config.hpp"
+#include "keygate/core/time.hpp"
 #include "keygate/keys/key_hasher.hpp"
 
 namespace keygate {
-
-using UnixMillis = std::int64_t;
-UnixMillis now_millis();
-// RFC 3339 UTC: with milliseconds (stored times), and in whole seconds.
-std::string format_time(UnixMillis t);
-std::string format_rfc3339(std::chrono::system_clock::time_point t);
 
 struct KeyRecord {
   std::string id;

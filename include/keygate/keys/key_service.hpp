@@ -11,11 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "keygate/config/config.hpp"
+#include "keygate/core/error.hpp"
 #include "keygate/keys/key_format.hpp"
 #include "keygate/keys/key_hasher.hpp"
 #include "keygate/keys/key_record.hpp"
 #include "keygate/keys/key_store.hpp"
-#include "keygate/proxy/error.hpp"
 
 namespace keygate {
 
@@ -80,6 +80,5 @@ Error validation_error(const std::string& field, const std::string& message);
 // The key object of SPEC §4 (never the hash; `key` only when given).
 nlohmann::json key_to_json(const KeyRecord& r, UnixMillis now, const std::string* secret = nullptr);
 nlohmann::json rate_to_json(const std::optional<Rate>& r);
-std::optional<UnixMillis> parse_time(const std::string& rfc3339);
 
 }  // namespace keygate

@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "keygate/config/config.hpp"
-#include "keygate/proxy/error.hpp"
+#include "keygate/core/error.hpp"
 
 namespace keygate {
 
@@ -21,10 +21,6 @@ class ErrorRenderer {
                      std::chrono::system_clock::time_point now) const;
   // The SPEC envelope, always (admin API and unstyled proxy replies).
   static std::string envelope(const Error& e, std::string_view request_id);
-
-  // For config validation: the first unknown {name} in `text`, if any.
-  static std::optional<std::string> unknown_placeholder(std::string_view text);
-  static std::string placeholder_names();
 
  private:
   std::optional<ErrorStyle> style_;

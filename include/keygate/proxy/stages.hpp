@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "keygate/core/error.hpp"
 #include "keygate/proxy/context.hpp"
-#include "keygate/proxy/error.hpp"
 #include "keygate/proxy/runtime.hpp"
 
 namespace keygate {
@@ -27,6 +27,10 @@ std::string missing_key_message(const AuthConfig& auth);
 std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Context& ctx,
                                   UnixMillis now);
 inline constexpr UnixMillis kUsageReportInterval = 5000;
+
+// The key's plan (or rate_limit.default_plan when unset or no longer defined)
+// and its rate: the key's own override first, then the plan's.
+RatePolicy resolve_policy(const AuthKey& key, const Config& config);
 
 // rate-limit: one token from the key's (or owner's) bucket.
 std::optional<Error> rate_limit(RateLimiter& limiter, Context& ctx);

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "keygate/ratelimit/clock.hpp"
+#include "keygate/core/clock.hpp"
 #include "keygate/ratelimit/token_bucket.hpp"
 
 namespace keygate {

@@ -1,10 +1,11 @@
 #pragma once
-// Plan resolution and the two bucket tables (per key, per owner).
+// The two bucket tables (per key, per owner). Takes ids and a policy, not a
+// key record: limiting depends on config and core only.
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "keygate/config/config.hpp"
-#include "keygate/keys/key_index.hpp"
 #include "keygate/ratelimit/bucket_table.hpp"
 
 namespace keygate {
@@ -15,15 +16,15 @@ struct RatePolicy {
   bool by_owner = false;
 };
 
-// The key's plan (or rate_limit.default_plan when unset or no longer defined)
-// and its rate: the key's own override first, then the plan's.
-RatePolicy resolve_policy(const AuthKey& key, const Config& config);
-
 class RateLimiter {
  public:
   explicit RateLimiter(const Clock& clock) : clock_(clock), by_key_(clock), by_owner_(clock) {}
-  std::optional<Decision> take(const AuthKey& key, const RatePolicy& policy);
-  std::optional<Decision> peek(const AuthKey& key, const RatePolicy& policy) const;
+  // The bucket is the key's, or its owner's when the policy says so;
+  // nullopt when the policy is unlimited.
+  std::optional<Decision> take(const RatePolicy& policy, std::string_view key_id,
+                               std::string_view owner);
+  std::optional<Decision> peek(const RatePolicy& policy, std::string_view key_id,
+                               std::string_view owner) const;
   size_t evict_idle(std::chrono::nanoseconds idle) {
     return by_key_.evict_idle(idle) + by_owner_.evict_idle(idle);
   }

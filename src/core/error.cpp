@@ -1,4 +1,4 @@
-#include "keygate/proxy/error.hpp"
+#include "keygate/core/error.hpp"
 
 namespace keygate::errors {
 
