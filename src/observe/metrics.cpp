@@ -111,6 +111,13 @@ std::string Metrics::render(const Gauges& g) const {
   gauge("keygate_keys_total", "Keys held in memory (all statuses).", g.keys_total);
   gauge("keygate_open_connections", "Open client connections.", open_connections());
   gauge("keygate_rate_limit_buckets", "Token buckets in memory.", g.buckets);
+  gauge("keygate_config_generation",
+        "Config generation in force on every thread (1 at start, +1 per adopted reload).",
+        config_generation_.load());
+  gauge("keygate_config_last_reload_successful", "1 if the last reload (or the start) succeeded.",
+        last_reload_ok_.load());
+  gauge("keygate_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful config load.", last_reload_success_s_.load());
   gauge("keygate_store_queries_total", "SQL statements run by the serving process.",
         g.store_queries);
   return out;

@@ -175,6 +175,8 @@ int serve(Config config) {
   asio::io_context control;
   asio::signal_set signals(control, SIGINT, SIGTERM, SIGHUP);
   std::string config_path = config.source_path;
+  std::int64_t config_generation = 1;
+  metrics.config_adopted(config_generation, now_millis() / 1000);
   bool stop = false;
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](boost::system::error_code ec, int sig) {
@@ -182,6 +184,7 @@ int serve(Config config) {
       if (sig == SIGHUP) {
         auto next = load_config_file(config_path);
         if (!next) {
+          metrics.config_reload_failed();
           log::error("reload failed; keeping the running config",
                      {{"errors", next.error().messages}});
         } else {
@@ -203,13 +206,22 @@ int serve(Config config) {
           }
           log::setup(next->logging);
           auto fresh = std::make_shared<const Runtime>(*next);
+          // The generation moves (and "config reloaded" is logged) only once every
+          // I/O thread and the store worker use the new config.
+          const std::int64_t generation = ++config_generation;
+          auto pending = std::make_shared<std::atomic<size_t>>(workers.size() + 1);
+          auto adopted = [pending, generation, &metrics, config_path] {
+            if (pending->fetch_sub(1) != 1) return;
+            metrics.config_adopted(generation, now_millis() / 1000);
+            log::info("config reloaded", {{"path", config_path}, {"generation", generation}});
+          };
           for (auto& w : workers)
-            asio::post(w->ioc, [&wk = *w, fresh, tls, tls_ok] {
+            asio::post(w->ioc, [&wk = *w, fresh, tls, tls_ok, adopted] {
               wk.runtime = fresh;
               if (tls_ok) wk.tls = tls;
+              adopted();
             });
-          storew.set_runtime(fresh);
-          log::info("config reloaded", {{"path", config_path}});
+          storew.set_runtime(fresh, adopted);
         }
         wait_signal();
         return;

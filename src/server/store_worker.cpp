@@ -31,12 +31,13 @@ StoreWorker::~StoreWorker() {
   stop();
 }
 
-void StoreWorker::set_runtime(RuntimePtr rt) {
-  asio::post(ioc_, [this, rt = std::move(rt)] {
+void StoreWorker::set_runtime(RuntimePtr rt, std::function<void()> adopted) {
+  asio::post(ioc_, [this, rt = std::move(rt), adopted = std::move(adopted)] {
     rt_ = rt;
     service_ = std::make_unique<KeyService>(*store_, rt_->config);
     // Changes made through this process apply to the very next request.
     service_->on_change([this](const KeyRecord& r) { index_.apply(r); });
+    if (adopted) adopted();
   });
 }
 

@@ -2,6 +2,7 @@
 // The one thread that touches SQLite while serving: admin API handlers, the
 // refresh of the in-memory index from other processes' changes (PRAGMA
 // data_version, every 200 ms), batched last-used writes, bucket eviction.
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -23,7 +24,8 @@ class StoreWorker final : public UsageSink {
   void start();
   void stop();  // flushes pending usage, then joins
   net::asio::any_io_executor executor() { return ioc_.get_executor(); }
-  void set_runtime(RuntimePtr rt);
+  // `adopted` runs on the worker thread once the runtime is in force there.
+  void set_runtime(RuntimePtr rt, std::function<void()> adopted = {});
   void record(UsageEvent e) override;
 
   // Only on the worker thread:

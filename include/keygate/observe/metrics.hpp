@@ -46,6 +46,16 @@ class Metrics {
   void connection_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
   std::int64_t open_connections() const { return open_connections_.load(); }
 
+  // Config generations: 1 at start, +1 once every thread adopted a reload, so
+  // a test or an operator can wait for a reload to be in force.
+  void config_adopted(std::int64_t generation, std::int64_t unix_seconds) {
+    config_generation_.store(generation);
+    last_reload_ok_.store(1);
+    last_reload_success_s_.store(unix_seconds);
+  }
+  void config_reload_failed() { last_reload_ok_.store(0); }
+  std::int64_t config_generation() const { return config_generation_.load(); }
+
   Histogram request_seconds;
   Histogram upstream_seconds;
 
@@ -62,6 +72,9 @@ class Metrics {
   std::array<std::array<std::atomic<std::uint64_t>, kReasons.size()>, 5> requests_{};
   std::array<std::atomic<std::uint64_t>, kUpstreamKinds.size()> upstream_errors_{};
   std::atomic<std::int64_t> open_connections_{0};
+  std::atomic<std::int64_t> config_generation_{1};
+  std::atomic<std::int64_t> last_reload_ok_{1};
+  std::atomic<std::int64_t> last_reload_success_s_{0};
 };
 
 }  // namespace keygate
