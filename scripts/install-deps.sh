@@ -6,8 +6,9 @@ set -euo pipefail
 
 build_pkgs=(cmake ninja-build g++ make libboost1.81-dev nlohmann-json3-dev libspdlog-dev
   libfmt-dev libyaml-cpp-dev libsqlite3-dev libssl-dev libgtest-dev libgmock-dev
-  libbenchmark-dev ccache mold python3 openssl curl)
-runtime_pkgs=(libyaml-cpp0.7 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 ca-certificates curl)
+  libbenchmark-dev ccache mold python3 openssl curl
+  libpq-dev postgresql)  # postgresql: the integration tests start a real server
+runtime_pkgs=(libyaml-cpp0.7 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 libpq5 ca-certificates curl)
 bench_pkgs=(wrk nginx haproxy)
 ci_pkgs=(yamllint)
 
@@ -36,8 +37,8 @@ echo "installing: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q >/dev/null
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-# Packages such as nginx start a system service on install; the bench starts its own.
-for s in nginx haproxy; do
+# Packages such as nginx start a system service on install; the bench and tests start their own.
+for s in nginx haproxy postgresql; do
   if [[ " ${missing[*]} " == *" $s "* ]] && [[ -d /run/systemd/system ]]; then
     "${sudo[@]}" systemctl disable --now "$s" >/dev/null 2>&1 || true
   fi

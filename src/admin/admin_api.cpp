@@ -485,9 +485,23 @@ class Handler {
 AdminResponse handle_admin(const AdminRequest& req, AdminDeps deps) {
   try {
     return Handler(req, deps).run();
-  } catch (const StoreError& e) {
-    return error_response(errors::unavailable("unavailable", "The key store is unavailable."),
-                          req.request_id);
+  } catch (const StoreConflict&) {
+    Error busy{409,
+               "CONFLICT",
+               "concurrent_update",
+               "The key was changed by another request at the same time; try again.",
+               json::object(),
+               {}};
+    return error_response(busy, req.request_id);
+  } catch (const StoreError&) {
+    // SPEC §8: while the store is unreachable, admin calls answer 503 STORE_UNAVAILABLE.
+    Error unavailable{503,
+                      "STORE_UNAVAILABLE",
+                      "store",
+                      "The key store is unavailable; try again shortly.",
+                      json::object(),
+                      {}};
+    return error_response(unavailable, req.request_id);
   } catch (const std::exception& e) {
     return error_response(errors::internal(), req.request_id);
   }

@@ -87,11 +87,11 @@ int run_cli(int argc, char** argv) {
     }
     if (cmd == "migrate") {
       if (!args.empty()) throw UsageError("migrate takes no arguments besides --config");
-      KeyStore store(cfg->store_sqlite);
-      auto applied = store.migrate();
+      auto store = open_store(*cfg);
+      auto applied = store->migrate();
       for (const auto& m : applied) std::cout << "applied " << m << "\n";
       std::cout << (applied.empty() ? "store is up to date" : "migrations applied") << " ("
-                << cfg->store_sqlite << ")\n";
+                << store->describe() << ")\n";
       return 0;
     }
     if (args.empty())

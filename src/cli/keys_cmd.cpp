@@ -116,9 +116,9 @@ const std::string& one_ref(const Args& a, const std::string& cmd) {
 }  // namespace
 
 int run_keys(const std::string& sub, const std::vector<std::string>& argv, const Config& cfg) {
-  KeyStore store(cfg.store_sqlite);
-  store.migrate();
-  KeyService service(store, cfg);
+  auto store = open_store(cfg);
+  store->migrate();
+  KeyService service(*store, cfg);
   UnixMillis now = now_millis();
 
   if (sub == "create") {
@@ -168,7 +168,7 @@ int run_keys(const std::string& sub, const std::vector<std::string>& argv, const
     q.status = a.get("status").value_or("active");
     if (q.status != "active" && q.status != "revoked" && q.status != "expired" && q.status != "all")
       throw UsageError("--status must be active, revoked, expired or all");
-    auto keys = store.list_keys(q, now, nullptr);
+    auto keys = store->list_keys(q, now, nullptr);
     if (a.has("json")) {
       auto arr = nlohmann::json::array();
       for (const auto& k : keys) arr.push_back(key_to_json(k, now));

@@ -1,5 +1,6 @@
 #include "keygate/config/loader.hpp"
 
+#include <libpq-fe.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -357,6 +358,20 @@ void read_errors(Reader& r, const YAML::Node& n, Config& c) {
   c.errors = std::move(style);
 }
 
+// libpq's own parser judges a store.postgres connection string (URI or key=value).
+std::optional<std::string> conninfo_error(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (opts) {
+    PQconninfoFree(opts);
+    return std::nullopt;
+  }
+  std::string msg = err ? err : "invalid connection string";
+  PQfreemem(err);
+  while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+  return msg;
+}
+
 void read_config(Reader& r, const YAML::Node& root, Config& c) {
   if (!r.mapping(root, "the config file",
                  {"listen", "tls", "threads", "upstream", "admin", "store", "keys", "auth",
@@ -421,9 +436,18 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
     }
   }
   if (auto n = root["store"]; n.IsDefined()) {
-    if (r.mapping(n, "store", {"sqlite"})) {
+    if (r.mapping(n, "store", {"sqlite", "postgres"})) {
+      if (n["sqlite"].IsDefined() && n["postgres"].IsDefined())
+        r.error(n, "store: set exactly one of store.sqlite and store.postgres");
       r.get_str(n["sqlite"], "store.sqlite", c.store_sqlite);
       if (c.store_sqlite.empty()) r.error(n["sqlite"], "store.sqlite must not be empty");
+      if (n["postgres"].IsDefined()) {
+        r.get_str(n["postgres"], "store.postgres", c.store_postgres);
+        if (c.store_postgres.empty())
+          r.error(n["postgres"], "store.postgres must not be empty");
+        else if (auto bad = conninfo_error(c.store_postgres))
+          r.error(n["postgres"], "store.postgres: " + *bad);
+      }
     }
   }
   if (auto n = root["keys"]; n.IsDefined()) {

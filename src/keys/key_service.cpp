@@ -106,8 +106,38 @@ std::expected<KeyRecord, Error> KeyService::resolve(const std::string& ref) {
   return std::unexpected(errors::not_found("No key with id or prefix '" + ref + "'."));
 }
 
+namespace {
+// Another writer changed the key between this read and this write (update_key's
+// check): read it again and redo the change; give up after a few rounds.
+template <class F>
+auto retry_on_conflict(F&& attempt) {
+  for (int round = 1;; ++round) {
+    try {
+      return attempt();
+    } catch (const StoreConflict&) {
+      if (round == 3) throw;
+    }
+  }
+}
+}  // namespace
+
 std::expected<KeyRecord, Error> KeyService::update(const std::string& ref, const KeyPatch& p,
                                                    const std::string& actor) {
+  return retry_on_conflict([&] { return update_once(ref, p, actor); });
+}
+
+std::expected<KeyRecord, Error> KeyService::revoke(const std::string& ref,
+                                                   const std::string& actor) {
+  return retry_on_conflict([&] { return revoke_once(ref, actor); });
+}
+
+std::expected<IssuedKey, Error> KeyService::rotate(const std::string& ref, Millis grace,
+                                                   const std::string& actor) {
+  return retry_on_conflict([&] { return rotate_once(ref, grace, actor); });
+}
+
+std::expected<KeyRecord, Error> KeyService::update_once(const std::string& ref, const KeyPatch& p,
+                                                        const std::string& actor) {
   auto found = resolve(ref);
   if (!found) return found;
   KeyRecord r = *found;
@@ -146,8 +176,8 @@ std::expected<KeyRecord, Error> KeyService::update(const std::string& ref, const
   return r;
 }
 
-std::expected<KeyRecord, Error> KeyService::revoke(const std::string& ref,
-                                                   const std::string& actor) {
+std::expected<KeyRecord, Error> KeyService::revoke_once(const std::string& ref,
+                                                        const std::string& actor) {
   auto found = resolve(ref);
   if (!found) return found;
   KeyRecord r = *found;
@@ -162,8 +192,8 @@ std::expected<KeyRecord, Error> KeyService::revoke(const std::string& ref,
   return r;
 }
 
-std::expected<IssuedKey, Error> KeyService::rotate(const std::string& ref, Millis grace,
-                                                   const std::string& actor) {
+std::expected<IssuedKey, Error> KeyService::rotate_once(const std::string& ref, Millis grace,
+                                                        const std::string& actor) {
   auto found = resolve(ref);
   if (!found) return std::unexpected(found.error());
   KeyRecord old = *found;

@@ -120,6 +120,14 @@ std::string Metrics::render(const Gauges& g) const {
         "Unix time of the last successful config load.", last_reload_success_s_.load());
   gauge("keygate_store_queries_total", "SQL statements run by the serving process.",
         g.store_queries);
+  gauge("keygate_store_up", "1 while the key store is reachable.", g.store_up);
+  header(out, "keygate_store_lag_seconds", "gauge",
+         "Seconds since the in-memory keys were last confirmed current with the store.");
+  char lag[64];
+  std::snprintf(lag, sizeof lag, "keygate_store_lag_seconds %.3f\n", g.store_lag_seconds);
+  out += lag;
+  gauge("keygate_store_applied_sequence", "Highest store change sequence applied in memory.",
+        g.store_applied_sequence);
   return out;
 }
 

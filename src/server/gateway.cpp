@@ -1,6 +1,5 @@
 #include "keygate/server/gateway.hpp"
 
-#include <cmath>
 #include <csignal>
 #include <functional>
 #include <thread>
@@ -74,14 +73,6 @@ awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const 
   }
 }
 
-void load_index(KeyStore& store, KeyIndex& index) {
-  auto t0 = std::chrono::steady_clock::now();
-  store.for_each_changed(0, [&](const KeyRecord& r) { index.apply(r); });
-  double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  log::info("keys loaded", {{"count", index.size()}, {"ms", std::round(ms)}});
-}
-
 }  // namespace
 
 int serve(Config config) {
@@ -100,11 +91,9 @@ int serve(Config config) {
   KeyIndex index;
   std::unique_ptr<KeyStore> store;
   try {
-    store = std::make_unique<KeyStore>(config.store_sqlite);
-    for (const auto& m : store->migrate()) log::info("applied migration", {{"name", m}});
-    load_index(*store, index);
+    store = open_store(config);
   } catch (const std::exception& e) {
-    log::error("store unusable", {{"error", e.what()}, {"path", config.store_sqlite}});
+    log::error("store unusable", {{"error", e.what()}, {"store", config.store_sqlite}});
     return 1;
   }
 
@@ -115,6 +104,12 @@ int serve(Config config) {
   Metrics metrics;
   StoreWorker storew(std::move(store), rt, index, limiter, state);
   Services svc{index, limiter, storew, state, metrics};
+  if (!storew.initial_sync()) {
+    // A local file that cannot be used is fatal. A shared PostgreSQL may come
+    // back: serve (with no keys yet, /ready 503) and keep reconnecting.
+    if (!storew.remote_store()) return 1;
+    log::warn("starting without keys; /ready answers 503 until the store is reachable");
+  }
 
   std::shared_ptr<asio::ssl::context> server_tls;
   if (config.tls.enabled()) {
@@ -190,6 +185,7 @@ int serve(Config config) {
         } else {
           if (next->listen.str() != config.listen.str() || next->threads != config.threads ||
               next->store_sqlite != config.store_sqlite ||
+              next->store_postgres != config.store_postgres ||
               next->admin.listen.str() != config.admin.listen.str())
             log::warn("listen, threads, store and admin.listen change only on restart");
           // The certificate is re-read too (renewals); a bad one keeps the old.

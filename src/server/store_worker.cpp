@@ -1,5 +1,7 @@
 #include "server/store_worker.hpp"
 
+#include <cmath>
+
 #include "keygate/observe/log.hpp"
 
 namespace keygate {
@@ -7,42 +9,78 @@ namespace keygate {
 using namespace net;
 
 namespace {
-constexpr auto kPollEvery = std::chrono::milliseconds(200);
 constexpr auto kFlushEvery = std::chrono::seconds(2);
 constexpr auto kEvictEvery = std::chrono::seconds(30);
 constexpr auto kBucketIdle = std::chrono::seconds(60);
+// Reconnect back-off while the store is unreachable: doubles up to the cap.
+constexpr auto kFirstRetry = std::chrono::milliseconds(200);
+constexpr auto kMaxRetry = std::chrono::seconds(5);
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 }  // namespace
 
 StoreWorker::StoreWorker(std::unique_ptr<KeyStore> store, RuntimePtr rt, KeyIndex& index,
                          RateLimiter& limiter, GatewayState& state)
     : store_(std::move(store)),
+      remote_(store_->remote()),
+      feed_(store_->change_feed()),
       index_(index),
       limiter_(limiter),
       state_(state),
       guard_(ioc_.get_executor()),
-      poll_(ioc_),
+      sync_(ioc_),
       flush_(ioc_),
-      evict_(ioc_) {
+      evict_(ioc_),
+      backoff_(kFirstRetry),
+      in_sync_at_ns_(steady_ns()) {
   set_runtime(std::move(rt));
   ioc_.poll();  // apply the runtime now, before any request
 }
 
 StoreWorker::~StoreWorker() {
   stop();
+  unwatch();
 }
 
 void StoreWorker::set_runtime(RuntimePtr rt, std::function<void()> adopted) {
   asio::post(ioc_, [this, rt = std::move(rt), adopted = std::move(adopted)] {
     rt_ = rt;
     service_ = std::make_unique<KeyService>(*store_, rt_->config);
-    // Changes made through this process apply to the very next request.
-    service_->on_change([this](const KeyRecord& r) { index_.apply(r); });
+    // Changes made through this process apply to the very next request. They
+    // do not advance the applied sequence: another replica's write with a
+    // smaller sequence may still be unread, and the catch-up reads it.
+    service_->on_change([this](const KeyRecord& r) { index_.upsert(r); });
     if (adopted) adopted();
   });
 }
 
+bool StoreWorker::initial_sync() {
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    open_feed();
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    log::info("keys loaded", {{"count", index_.size()},
+                              {"ms", std::round(ms)},
+                              {"store", store_->describe()},
+                              {"sequence", index_.applied_seq.load()}});
+    return true;
+  } catch (const std::exception& e) {
+    unwatch();
+    feed_->close();
+    feed_open_ = false;
+    state_.store_ok = false;
+    log::error("store unusable", {{"error", e.what()}, {"store", store_->describe()}});
+    return false;
+  }
+}
+
 void StoreWorker::start() {
-  schedule_poll();
+  schedule_sync(feed_open_ ? feed_->poll_interval() : backoff_);
   schedule_flush();
   schedule_evict();
   thread_ = std::thread([this] { ioc_.run(); });
@@ -51,9 +89,10 @@ void StoreWorker::start() {
 void StoreWorker::stop() {
   if (!thread_.joinable()) return;
   asio::post(ioc_, [this] {
-    poll_.cancel();
+    sync_.cancel();
     flush_.cancel();
     evict_.cancel();
+    unwatch();
     flush_usage();
     guard_.reset();
   });
@@ -65,13 +104,115 @@ void StoreWorker::record(UsageEvent e) {
   usage_.push_back(std::move(e));
 }
 
-void StoreWorker::schedule_poll() {
-  poll_.expires_after(kPollEvery);
-  poll_.async_wait([this](boost::system::error_code ec) {
+// Subscribe first, then read: a change committed in between is both announced
+// and read, never neither.
+void StoreWorker::open_feed() {
+  int fd = feed_->open();
+  feed_open_ = true;
+  if (fd >= 0) watch(fd);
+  if (!migrated_) {
+    for (const auto& m : store_->migrate()) log::info("applied migration", {{"name", m}});
+    migrated_ = true;
+  }
+  catch_up();
+  in_sync();
+}
+
+void StoreWorker::schedule_sync(std::chrono::milliseconds after) {
+  sync_.expires_after(after);
+  sync_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    refresh();
-    schedule_poll();
+    sync();
   });
+}
+
+// The timer: reconnect while the feed is closed, else the safety-net poll.
+void StoreWorker::sync() {
+  try {
+    if (!feed_open_) {
+      open_feed();
+      log::info("store reachable again; caught up",
+                {{"store", store_->describe()}, {"sequence", index_.applied_seq.load()}});
+    } else if (feed_->latest() > index_.applied_seq) {
+      catch_up();
+      in_sync();
+    } else {
+      in_sync();
+    }
+    schedule_sync(feed_->poll_interval());
+  } catch (const std::exception& e) {
+    feed_failed(e);
+  }
+}
+
+void StoreWorker::watch(int fd) {
+  socket_.emplace(ioc_, fd);
+  wait_readable();
+}
+
+// A notification (or the server closing the connection) makes the socket readable.
+void StoreWorker::wait_readable() {
+  socket_->async_wait(asio::posix::stream_descriptor::wait_read,
+                      [this](boost::system::error_code ec) {
+                        if (ec == asio::error::operation_aborted || !socket_) return;
+                        try {
+                          if (ec) throw StoreError("store: " + ec.message());
+                          if (feed_->consume() > index_.applied_seq) catch_up();
+                          in_sync();
+                          wait_readable();
+                        } catch (const std::exception& e) {
+                          feed_failed(e);
+                        }
+                      });
+}
+
+void StoreWorker::unwatch() {
+  if (!socket_) return;
+  boost::system::error_code ignored;
+  socket_->cancel(ignored);
+  socket_->release();  // libpq closes it
+  socket_.reset();
+}
+
+// Reads every row changed after the applied sequence, in change order.
+void StoreWorker::catch_up() {
+  size_t n = 0;
+  ++key_reads_;
+  store_->for_each_changed(index_.applied_seq, [&](const KeyRecord& r) {
+    index_.apply(r);
+    ++n;
+  });
+  if (n)
+    log::debug("applied key changes from the store",
+               {{"count", n}, {"sequence", index_.applied_seq.load()}});
+}
+
+void StoreWorker::in_sync() {
+  in_sync_at_ns_ = steady_ns();
+  backoff_ = kFirstRetry;
+  store_up_ = true;
+  state_.store_ok = true;
+}
+
+void StoreWorker::feed_failed(const std::exception& e) {
+  unwatch();
+  feed_->close();
+  feed_open_ = false;
+  if (store_up_.exchange(false))
+    log::error(remote_ ? "store unreachable; serving the keys in memory, retrying"
+                       : "store unusable, retrying",
+               {{"error", e.what()}, {"store", store_->describe()}});
+  // A shared store that is down does not take replicas out of the load
+  // balancer: they keep serving the keys they know (SPEC §8).
+  if (!remote_) state_.store_ok = false;
+  schedule_sync(backoff_);
+  backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, kMaxRetry);
+}
+
+double StoreWorker::lag_seconds() const {
+  std::int64_t at = in_sync_at_ns_.load();
+  if (at == 0) return 0;
+  return static_cast<double>(steady_ns() - at) / 1e9;
 }
 
 void StoreWorker::schedule_flush() {
@@ -93,26 +234,6 @@ void StoreWorker::schedule_evict() {
   });
 }
 
-// Another process (the CLI) committed: read only the rows changed since.
-void StoreWorker::refresh() {
-  try {
-    std::int64_t dv = store_->data_version();
-    state_.store_ok = true;
-    if (dv == data_version_) return;
-    data_version_ = dv;
-    size_t n = 0;
-    ++key_reads_;
-    store_->for_each_changed(index_.applied_seq, [&](const KeyRecord& r) {
-      index_.apply(r);
-      ++n;
-    });
-    if (n) log::info("applied key changes from the store", {{"count", n}});
-  } catch (const std::exception& e) {
-    state_.store_ok = false;
-    log::error("store refresh failed", {{"error", e.what()}});
-  }
-}
-
 void StoreWorker::flush_usage() {
   std::vector<UsageEvent> batch;
   {
@@ -123,7 +244,9 @@ void StoreWorker::flush_usage() {
   try {
     store_->record_usage(batch);
   } catch (const std::exception& e) {
-    log::error("writing last-used times failed", {{"error", e.what()}, {"count", batch.size()}});
+    // Last-used times are best effort: while the store is down they are dropped.
+    if (store_up_)
+      log::error("writing last-used times failed", {{"error", e.what()}, {"count", batch.size()}});
   }
 }
 
@@ -135,6 +258,9 @@ AdminResponse StoreWorker::admin(const AdminRequest& req, const Metrics& metrics
                    g.keys_active = static_cast<std::int64_t>(index_.count_active(now_millis()));
                    g.buckets = static_cast<std::int64_t>(limiter_.size());
                    g.store_queries = key_reads_.load();
+                   g.store_up = store_up_.load() ? 1 : 0;
+                   g.store_lag_seconds = lag_seconds();
+                   g.store_applied_sequence = index_.applied_seq.load();
                    return g;
                  }};
   return handle_admin(req, deps);

@@ -1,10 +1,13 @@
 #pragma once
-// The one thread that touches SQLite while serving: admin API handlers, the
-// refresh of the in-memory index from other processes' changes (PRAGMA
-// data_version, every 200 ms), batched last-used writes, bucket eviction.
+// The one thread that touches the store while serving: admin API handlers, the
+// change feed that keeps the in-memory index current with other processes'
+// writes (SQLite: PRAGMA data_version polling; PostgreSQL: LISTEN/NOTIFY, a
+// catch-up on every notification and reconnect, and a safety-net poll),
+// batched last-used writes, bucket eviction.
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -21,25 +24,40 @@ class StoreWorker final : public UsageSink {
               GatewayState& state);
   ~StoreWorker() override;
 
+  // Before start(), on the calling thread: subscribe to changes, apply pending
+  // migrations, load every key. False (logged) when the store is unusable;
+  // then /ready answers 503 and the worker keeps trying once started.
+  bool initial_sync();
   void start();
   void stop();  // flushes pending usage, then joins
   net::asio::any_io_executor executor() { return ioc_.get_executor(); }
   // `adopted` runs on the worker thread once the runtime is in force there.
   void set_runtime(RuntimePtr rt, std::function<void()> adopted = {});
   void record(UsageEvent e) override;
+  bool remote_store() const { return remote_; }
 
   // Only on the worker thread:
   AdminResponse admin(const AdminRequest& req, const Metrics& metrics);
   std::int64_t key_reads() const { return key_reads_.load(); }
 
  private:
-  void schedule_poll();
+  void schedule_sync(std::chrono::milliseconds after);
+  void sync();
+  void open_feed();
+  void watch(int fd);
+  void wait_readable();
+  void unwatch();
+  void catch_up();
+  void in_sync();
+  void feed_failed(const std::exception& e);
   void schedule_flush();
   void schedule_evict();
-  void refresh();
   void flush_usage();
+  double lag_seconds() const;
 
   std::unique_ptr<KeyStore> store_;
+  const bool remote_;
+  std::unique_ptr<ChangeFeed> feed_;  // refers to *store_
   RuntimePtr rt_;
   std::unique_ptr<KeyService> service_;
   KeyIndex& index_;
@@ -47,9 +65,16 @@ class StoreWorker final : public UsageSink {
   GatewayState& state_;
   net::asio::io_context ioc_{1};
   net::asio::executor_work_guard<net::asio::io_context::executor_type> guard_;
-  net::asio::steady_timer poll_, flush_, evict_;
+  net::asio::steady_timer sync_, flush_, evict_;
+  // The feed's socket (PostgreSQL); libpq owns the descriptor, so it is released, never closed
+  // here.
+  std::optional<net::asio::posix::stream_descriptor> socket_;
+  bool feed_open_ = false;
+  bool migrated_ = false;
+  std::chrono::milliseconds backoff_;
   std::thread thread_;
-  std::int64_t data_version_ = -1;
+  std::atomic<bool> store_up_{false};
+  std::atomic<std::int64_t> in_sync_at_ns_{0};  // steady clock
   std::atomic<std::int64_t> key_reads_{0};
   std::mutex usage_mu_;
   std::vector<UsageEvent> usage_;

@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "keygate/keys/key_format.hpp"
-#include "keygate/keys/key_store.hpp"
+#include "keygate/keys/sqlite_store.hpp"
 
 using namespace keygate;
 
@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   long n = std::atol(argv[2]);
-  KeyStore store(argv[1]);
+  SqliteStore store(argv[1]);
   store.migrate();
   KeyFormat format{KeysConfig{}};
   KeyHasher hasher;

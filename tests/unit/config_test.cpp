@@ -273,3 +273,15 @@ errors:
   EXPECT_TRUE(c.errors->templates.at("missing")["detail"].is_array());
   EXPECT_EQ(c.errors->codes.at("AUTH_ERROR"), "unauthorized");
 }
+
+TEST(ConfigLoad, StoreIsSqliteOrPostgres) {
+  EXPECT_EQ(ok("store: {postgres: 'postgresql://kg:pw@db:5432/keygate'}").store_postgres,
+            "postgresql://kg:pw@db:5432/keygate");
+  EXPECT_EQ(ok("store: {postgres: 'host=db dbname=keygate'}").store_postgres,
+            "host=db dbname=keygate");
+  EXPECT_TRUE(ok("store: {sqlite: x.db}").store_postgres.empty());
+  expect_error("store:\n  sqlite: a.db\n  postgres: postgresql://db/k\n", "exactly one", 2);
+  expect_error("store: {postgres: ''}", "must not be empty", 1);
+  expect_error("store: {postgres: 'postgresql://db/k?bogus=1'}", "store.postgres: ", 1);
+  expect_error("store: {postgres: 'host=db bogus=1'}", "store.postgres: ", 1);
+}

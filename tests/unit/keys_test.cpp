@@ -10,7 +10,8 @@
 #include "keygate/keys/key_hasher.hpp"
 #include "keygate/keys/key_index.hpp"
 #include "keygate/keys/key_service.hpp"
-#include "keygate/keys/key_store.hpp"
+#include "keygate/keys/postgres_store.hpp"
+#include "keygate/keys/sqlite_store.hpp"
 
 using namespace keygate;
 
@@ -201,14 +202,14 @@ class StoreTest : public ::testing::Test {
  protected:
   TempDir dir;
   Config cfg;
-  std::unique_ptr<KeyStore> store = std::make_unique<KeyStore>(dir.db());
+  std::unique_ptr<KeyStore> store = std::make_unique<SqliteStore>(dir.db());
   void SetUp() override { store->migrate(); }
 };
 
 TEST_F(StoreTest, MigrationsAreRecordedAndIdempotent) {
   EXPECT_FALSE(store->has_pending_migrations());
   EXPECT_TRUE(store->migrate().empty());
-  KeyStore second(dir.db());
+  SqliteStore second(dir.db());
   EXPECT_TRUE(second.migrate().empty());
 }
 
@@ -325,4 +326,46 @@ TEST_F(StoreTest, PlaintextKeyNeverReachesTheFile) {
     EXPECT_EQ(bytes.find(a->key), std::string::npos) << suffix;
     EXPECT_EQ(bytes.find(a->key.substr(12, 20)), std::string::npos) << suffix;
   }
+}
+
+TEST(PostgresStore, DescribeNeverShowsThePassword) {
+  EXPECT_EQ(pg::describe("postgresql://kg:s3cret@db:5432/keygate"),
+            "postgresql://kg@db:5432/keygate");
+  EXPECT_EQ(pg::describe("host=db port=6432 dbname=k user=u password=s3cret"),
+            "postgresql://u@db:6432/k");
+  EXPECT_EQ(pg::describe("postgresql://db/k?bogus=1"), "postgresql (invalid connection string)");
+  PostgresStore store("postgresql://kg:s3cret@db/keygate");  // connects on first use only
+  EXPECT_TRUE(store.remote());
+  EXPECT_EQ(store.describe().find("s3cret"), std::string::npos);
+}
+
+TEST_F(StoreTest, FeedAnnouncesOtherConnectionsCommits) {
+  auto feed = store->change_feed();
+  EXPECT_EQ(feed->open(), -1);  // nothing to watch: polled
+  EXPECT_EQ(feed->latest(), 0);
+  KeyService svc(*store, cfg);
+  ASSERT_TRUE(svc.create({.name = "own"}, "cli"));
+  // Its own connection's commits do not move data_version; the writer applies those itself.
+  EXPECT_EQ(feed->latest(), 0);
+  SqliteStore other(dir.db());
+  KeyService other_svc(other, cfg);
+  ASSERT_TRUE(other_svc.create({.name = "other"}, "cli"));
+  EXPECT_EQ(feed->latest(), 2);
+}
+
+TEST_F(StoreTest, StaleUpdateIsAConflictNotALostWrite) {
+  KeyService svc(*store, cfg);
+  auto a = svc.create({.name = "a"}, "cli");
+  ASSERT_TRUE(a);
+  KeyRecord stale = *store->get_key(a->record.id);
+  ASSERT_TRUE(svc.revoke(a->record.id, "admin"));  // another writer, after our read
+  stale.name = "renamed";
+  EXPECT_THROW(store->transaction([&] { store->update_key(stale); }), StoreConflict);
+  EXPECT_TRUE(store->get_key(a->record.id)->revoked_at);  // the revocation stands
+  // KeyService reads again before it writes, so its own updates go through.
+  ASSERT_TRUE(svc.revoke(a->record.id, "admin"));
+  auto b = svc.create({.name = "b"}, "cli");
+  auto upd = svc.update(b->record.id, KeyPatch{.name = std::string("b2")}, "admin");
+  ASSERT_TRUE(upd);
+  EXPECT_EQ(store->get_key(b->record.id)->name, "b2");
 }

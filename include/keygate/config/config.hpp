@@ -130,6 +130,7 @@ struct Config {
   UpstreamConfig upstream;
   AdminConfig admin;
   std::string store_sqlite = "data/keygate.db";
+  std::string store_postgres;  // a libpq connection string; set: PostgreSQL instead of SQLite
   KeysConfig keys;
   AuthConfig auth;
   std::string identity_header_prefix = "X-Keygate-";

@@ -1,7 +1,7 @@
 #pragma once
 // In-memory "hash -> key" lookup for the request path. Sharded so that readers
 // on different I/O threads rarely meet, and writers (store refresh, admin API)
-// block one shard only. Never touches SQLite.
+// block one shard only. Never touches the store.
 #include <array>
 #include <atomic>
 #include <optional>
@@ -74,8 +74,10 @@ class KeyIndex {
     return true;
   }
   void upsert(const KeyRecord& r);
-  // A row read from (or just written to) the store: upsert, and remember the
-  // highest change applied so the refresh reads only newer rows.
+  // A row read from the store in change order: upsert, and remember the
+  // highest change applied so the catch-up reads only newer rows. (A row this
+  // process just wrote is upsert()ed: its sequence may be ahead of a change
+  // another writer committed before it that is not read yet.)
   void apply(const KeyRecord& r) {
     upsert(r);
     if (r.change_seq > applied_seq) applied_seq = r.change_seq;

@@ -66,6 +66,12 @@ class KeyService {
   std::optional<Error> validate(const KeySpec& spec) const;
 
  private:
+  std::expected<KeyRecord, Error> update_once(const std::string& id_or_prefix,
+                                              const KeyPatch& patch, const std::string& actor);
+  std::expected<KeyRecord, Error> revoke_once(const std::string& id_or_prefix,
+                                              const std::string& actor);
+  std::expected<IssuedKey, Error> rotate_once(const std::string& id_or_prefix, Millis grace,
+                                              const std::string& actor);
   IssuedKey issue(KeyRecord base);
   void changed(const KeyRecord& r);
   KeyStore& store_;

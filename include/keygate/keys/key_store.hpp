@@ -1,6 +1,9 @@
 #pragma once
-// The SQLite store (WAL, busy timeout, one transaction per write). Blocking:
-// in `serve` it is used only from the store worker thread, never an I/O thread.
+// The key store seam: what the CLI, KeyService, the admin API and the store
+// worker need of persistent storage. Two implementations: SqliteStore (the
+// embedded default) and PostgresStore (shared by replicas). Both are blocking:
+// in `serve` they are used only from the store worker thread, never an I/O thread.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -9,14 +12,21 @@
 #include <string>
 #include <vector>
 
+#include "keygate/config/config.hpp"
 #include "keygate/keys/key_record.hpp"
-
-struct sqlite3;
 
 namespace keygate {
 
+// The store cannot be reached or refused a statement. The admin API answers
+// 503 STORE_UNAVAILABLE, the CLI exits 1.
 struct StoreError : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// update_key found the row changed since it was read (another writer won the
+// race): read it again and re-apply the change.
+struct StoreConflict : StoreError {
+  using StoreError::StoreError;
 };
 
 struct KeyListQuery {
@@ -39,42 +49,74 @@ struct AuditEvent {
   std::string details_json = "{}";
 };
 
+// How a serving process learns that someone else (another replica, the CLI)
+// changed keys. Every key write bumps the store's change sequence in its own
+// transaction, and writers are serialised on that counter, so "rows changed
+// after sequence N" never skips a row that commits later with a smaller
+// sequence. The feed only says when to ask; the rows come from
+// KeyStore::for_each_changed.
+class ChangeFeed {
+ public:
+  virtual ~ChangeFeed() = default;
+  // Opens the notification channel if the store has one (PostgreSQL: LISTEN on
+  // a connection of its own). Returns the descriptor to watch for readability,
+  // or -1 when there is nothing to watch (SQLite: polling only). Throws StoreError.
+  virtual int open() = 0;
+  virtual void close() = 0;
+  // The descriptor became readable: consume it. Returns the highest sequence
+  // announced so far (0: none). Throws StoreError when the channel broke.
+  virtual std::int64_t consume() = 0;
+  // The store's current change sequence, asked cheaply (the safety-net poll).
+  virtual std::int64_t latest() = 0;
+  virtual std::chrono::milliseconds poll_interval() const = 0;
+};
+
 class KeyStore {
  public:
-  explicit KeyStore(const std::string& path);
-  ~KeyStore();
-  KeyStore(const KeyStore&) = delete;
-  KeyStore& operator=(const KeyStore&) = delete;
+  virtual ~KeyStore() = default;
+
+  // Where the store is, for logs and messages (never a password).
+  virtual std::string describe() const = 0;
+  // True for a server shared by replicas: while it is unreachable, a replica
+  // keeps serving the keys it knows (and stays ready).
+  virtual bool remote() const = 0;
 
   // Applies pending embedded migrations; returns the names applied.
-  std::vector<std::string> migrate();
-  bool has_pending_migrations();
+  virtual std::vector<std::string> migrate() = 0;
+  virtual bool has_pending_migrations() = 0;
 
-  // Runs f inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on exception).
-  void transaction(const std::function<void()>& f);
+  // Runs f inside one transaction (rolled back on exception).
+  virtual void transaction(const std::function<void()>& f) = 0;
 
-  // Key writes bump the store's change sequence (call inside transaction()).
-  void insert_key(KeyRecord& r);
-  void update_key(KeyRecord& r);
-  void add_audit(const AuditEvent& e);
+  // Key writes bump the change sequence (call inside transaction()); r.change_seq
+  // is set to the sequence of this write. update_key writes only if the row
+  // still has the r.change_seq it was read with, else throws StoreConflict;
+  // it never writes last_used_* (record_usage does).
+  virtual void insert_key(KeyRecord& r) = 0;
+  virtual void update_key(KeyRecord& r) = 0;
+  virtual void add_audit(const AuditEvent& e) = 0;
 
-  std::optional<KeyRecord> get_key(const std::string& id);
-  std::vector<KeyRecord> keys_with_prefix(const std::string& display_prefix);
-  std::vector<KeyRecord> list_keys(const KeyListQuery& q, UnixMillis now, std::int64_t* total);
-  std::vector<AuditEvent> list_audit(std::int64_t page, std::int64_t page_size,
-                                     std::int64_t* total);
+  virtual std::optional<KeyRecord> get_key(const std::string& id) = 0;
+  virtual std::vector<KeyRecord> keys_with_prefix(const std::string& display_prefix) = 0;
+  virtual std::vector<KeyRecord> list_keys(const KeyListQuery& q, UnixMillis now,
+                                           std::int64_t* total) = 0;
+  virtual std::vector<AuditEvent> list_audit(std::int64_t page, std::int64_t page_size,
+                                             std::int64_t* total) = 0;
 
-  // Every key changed after `seq`, in change order (the refresh path).
-  void for_each_changed(std::int64_t seq, const std::function<void(const KeyRecord&)>& f);
-  std::int64_t change_seq();
-  // Changes whenever another connection commits (PRAGMA data_version).
-  std::int64_t data_version();
-  void record_usage(const std::vector<UsageEvent>& events);
+  // Every key changed after `seq`, in change order (start-up load and catch-up).
+  virtual void for_each_changed(std::int64_t seq,
+                                const std::function<void(const KeyRecord&)>& f) = 0;
+  virtual std::int64_t change_seq() = 0;
+  // Last-used times and addresses; never bumps the change sequence.
+  virtual void record_usage(const std::vector<UsageEvent>& events) = 0;
 
- private:
-  std::int64_t bump_seq();
-  sqlite3* db_ = nullptr;
-  friend class Statement;
+  // The change feed of this store (the store must outlive it).
+  virtual std::unique_ptr<ChangeFeed> change_feed() = 0;
 };
+
+// The store the config names (store.sqlite or store.postgres). SQLite opens
+// the file at once (throws StoreError); PostgreSQL connects on first use, so
+// a replica can start while the database is down.
+std::unique_ptr<KeyStore> open_store(const Config& config);
 
 }  // namespace keygate

@@ -64,6 +64,9 @@ class Metrics {
     std::int64_t keys_total = 0;
     std::int64_t buckets = 0;
     std::int64_t store_queries = 0;
+    std::int64_t store_up = 1;
+    double store_lag_seconds = 0;
+    std::int64_t store_applied_sequence = 0;
   };
   std::string render(const Gauges& g) const;
 

@@ -1,0 +1,379 @@
+#include "keygate/keys/sqlite_store.hpp"
+
+#include <sqlite3.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "keygate/keys/migrations.hpp"
+
+namespace keygate {
+
+// RAII prepared statement with typed bind/column helpers.
+class Statement {
+ public:
+  Statement(SqliteStore& store, const char* sql) : db_(store.db_) {
+    if (sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr) != SQLITE_OK)
+      throw StoreError(std::string("store: prepare failed: ") + sqlite3_errmsg(db_));
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& bind(int i, const std::string& v) {
+    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  Statement& bind(int i, std::int64_t v) {
+    check(sqlite3_bind_int64(stmt_, i, v));
+    return *this;
+  }
+  Statement& bind(int i, const KeyHash& h) {
+    check(sqlite3_bind_blob(stmt_, i, h.data(), static_cast<int>(h.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  template <class T>
+  Statement& bind(int i, const std::optional<T>& v) {
+    if (v) return bind(i, *v);
+    check(sqlite3_bind_null(stmt_, i));
+    return *this;
+  }
+  // True while a row is available.
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw StoreError(std::string("store: ") + sqlite3_errmsg(db_));
+  }
+  void run() {
+    while (step()) {
+    }
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::string text(int c) const {
+    auto* p = sqlite3_column_text(stmt_, c);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(stmt_, c)))
+             : std::string();
+  }
+  std::int64_t integer(int c) const { return sqlite3_column_int64(stmt_, c); }
+  std::optional<std::int64_t> opt_integer(int c) const {
+    if (sqlite3_column_type(stmt_, c) == SQLITE_NULL) return std::nullopt;
+    return integer(c);
+  }
+  KeyHash hash(int c) const {
+    KeyHash h{};
+    if (sqlite3_column_bytes(stmt_, c) == static_cast<int>(h.size()))
+      std::memcpy(h.data(), sqlite3_column_blob(stmt_, c), h.size());
+    return h;
+  }
+
+ private:
+  void check(int rc) {
+    if (rc != SQLITE_OK) throw StoreError(std::string("store: bind: ") + sqlite3_errmsg(db_));
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+namespace {
+
+constexpr const char* kKeyColumns =
+    "id, prefix, last4, hash, name, owner, scopes, plan, rate_requests, rate_period_ms, "
+    "rate_burst, allowed_ips, metadata, enabled, created_at, expires_at, revoked_at, "
+    "last_used_at, last_used_ip, rotated_from, created_by, change_seq";
+
+KeyRecord read_key(const Statement& s) {
+  KeyRecord r;
+  r.id = s.text(0);
+  r.prefix = s.text(1);
+  r.last4 = s.text(2);
+  r.hash = s.hash(3);
+  r.name = s.text(4);
+  r.owner = s.text(5);
+  r.scopes = split_csv(s.text(6));
+  r.plan = s.text(7);
+  if (auto req = s.opt_integer(8)) {
+    r.rate = Rate{static_cast<std::uint64_t>(*req), Millis(s.integer(9)),
+                  static_cast<std::uint64_t>(s.integer(10))};
+  }
+  r.allowed_ips = split_csv(s.text(11));
+  auto meta = nlohmann::json::parse(s.text(12), nullptr, false);
+  if (meta.is_object())
+    for (const auto& [k, v] : meta.items())
+      if (v.is_string()) r.metadata[k] = v.get<std::string>();
+  r.enabled = s.integer(13) != 0;
+  r.created_at = s.integer(14);
+  r.expires_at = s.opt_integer(15);
+  r.revoked_at = s.opt_integer(16);
+  r.last_used_at = s.opt_integer(17);
+  r.last_used_ip = s.text(18);
+  r.rotated_from = s.text(19);
+  r.created_by = s.text(20);
+  r.change_seq = s.integer(21);
+  return r;
+}
+
+void bind_key(Statement& s, const KeyRecord& r) {
+  s.bind(1, r.id).bind(2, r.prefix).bind(3, r.last4).bind(4, r.hash).bind(5, r.name);
+  s.bind(6, r.owner).bind(7, join_csv(r.scopes)).bind(8, r.plan);
+  std::optional<std::int64_t> req, period, burst;
+  if (r.rate) {
+    req = static_cast<std::int64_t>(r.rate->requests);
+    period = r.rate->period.count();
+    burst = static_cast<std::int64_t>(r.rate->burst);
+  }
+  s.bind(9, req).bind(10, period).bind(11, burst);
+  s.bind(12, join_csv(r.allowed_ips)).bind(13, nlohmann::json(r.metadata).dump());
+  s.bind(14, std::int64_t{r.enabled}).bind(15, r.created_at).bind(16, r.expires_at);
+  s.bind(17, r.revoked_at).bind(18, r.last_used_at);
+  s.bind(19, r.last_used_ip).bind(20, r.rotated_from).bind(21, r.created_by);
+  s.bind(22, r.change_seq);
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(const std::string& path) : path_(path) {
+  auto parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (sqlite3_open_v2(path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    throw StoreError("cannot open store " + path + ": " + msg);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  // WAL: readers never block the writer; synchronous=FULL: a committed key survives a crash.
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+    Statement s(*this, pragma);
+    s.run();
+  }
+}
+
+SqliteStore::~SqliteStore() {
+  sqlite3_close_v2(db_);
+}
+
+void SqliteStore::transaction(const std::function<void()>& f) {
+  Statement(*this, "BEGIN IMMEDIATE").run();
+  try {
+    f();
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  Statement(*this, "COMMIT").run();
+}
+
+std::vector<std::string> SqliteStore::migrate() {
+  std::vector<std::string> applied;
+  transaction([&] {
+    Statement(*this,
+              "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, "
+              "applied_at INTEGER NOT NULL)")
+        .run();
+    for (const auto& m : embedded_migrations(Dialect::sqlite)) {
+      Statement check(*this, "SELECT 1 FROM schema_migrations WHERE name = ?");
+      if (check.bind(1, m.name).step()) continue;
+      char* err = nullptr;
+      if (sqlite3_exec(db_, m.sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+        std::string msg = err ? err : "unknown error";
+        sqlite3_free(err);
+        throw StoreError("migration " + m.name + " failed: " + msg);
+      }
+      Statement(*this, "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)")
+          .bind(1, m.name)
+          .bind(2, now_millis())
+          .run();
+      applied.push_back(m.name);
+    }
+  });
+  return applied;
+}
+
+bool SqliteStore::has_pending_migrations() {
+  Statement t(*this, "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'");
+  if (!t.step()) return true;
+  for (const auto& m : embedded_migrations(Dialect::sqlite)) {
+    Statement check(*this, "SELECT 1 FROM schema_migrations WHERE name = ?");
+    if (!check.bind(1, m.name).step()) return true;
+  }
+  return false;
+}
+
+std::int64_t SqliteStore::bump_seq() {
+  Statement(*this, "UPDATE store_state SET change_seq = change_seq + 1 WHERE id = 1").run();
+  return change_seq();
+}
+
+std::int64_t SqliteStore::change_seq() {
+  Statement s(*this, "SELECT change_seq FROM store_state WHERE id = 1");
+  return s.step() ? s.integer(0) : 0;
+}
+
+void SqliteStore::insert_key(KeyRecord& r) {
+  r.change_seq = bump_seq();
+  Statement s(*this, (std::string("INSERT INTO api_keys (") + kKeyColumns +
+                      ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+                         .c_str());
+  bind_key(s, r);
+  s.run();
+}
+
+void SqliteStore::update_key(KeyRecord& r) {
+  const std::int64_t read_at = r.change_seq;
+  r.change_seq = bump_seq();
+  Statement s(*this,
+              "UPDATE api_keys SET prefix=?2, last4=?3, hash=?4, name=?5, owner=?6, scopes=?7, "
+              "plan=?8, rate_requests=?9, rate_period_ms=?10, rate_burst=?11, allowed_ips=?12, "
+              "metadata=?13, enabled=?14, created_at=?15, expires_at=?16, revoked_at=?17, "
+              "rotated_from=?20, created_by=?21, change_seq=?22 WHERE id=?1 AND change_seq=?23");
+  bind_key(s, r);  // ?18 and ?19 (last_used_*) are bound but not written
+  s.bind(23, read_at).run();
+  if (sqlite3_changes(db_) != 1)
+    throw StoreConflict("store: key " + r.id + " changed concurrently");
+}
+
+void SqliteStore::add_audit(const AuditEvent& e) {
+  Statement(*this,
+            "INSERT INTO audit_events (at, action, key_id, actor, details) VALUES (?,?,?,?,?)")
+      .bind(1, e.at)
+      .bind(2, e.action)
+      .bind(3, e.key_id)
+      .bind(4, e.actor)
+      .bind(5, e.details_json)
+      .run();
+}
+
+std::optional<KeyRecord> SqliteStore::get_key(const std::string& id) {
+  Statement s(*this,
+              (std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE id = ?").c_str());
+  if (!s.bind(1, id).step()) return std::nullopt;
+  return read_key(s);
+}
+
+std::vector<KeyRecord> SqliteStore::keys_with_prefix(const std::string& display_prefix) {
+  Statement s(*this,
+              (std::string("SELECT ") + kKeyColumns + " FROM api_keys WHERE prefix = ?").c_str());
+  s.bind(1, display_prefix);
+  std::vector<KeyRecord> out;
+  while (s.step()) out.push_back(read_key(s));
+  return out;
+}
+
+std::vector<KeyRecord> SqliteStore::list_keys(const KeyListQuery& q, UnixMillis now,
+                                              std::int64_t* total) {
+  std::string where = " WHERE (?1 IS NULL OR owner = ?1)";
+  if (q.status == "active")
+    where +=
+        " AND (revoked_at IS NULL OR revoked_at > ?2) AND (expires_at IS NULL OR expires_at > ?2)";
+  else if (q.status == "revoked")
+    where += " AND revoked_at IS NOT NULL AND revoked_at <= ?2";
+  else if (q.status == "expired")
+    where +=
+        " AND (revoked_at IS NULL OR revoked_at > ?2) AND expires_at IS NOT NULL AND "
+        "expires_at <= ?2";
+  else
+    where += " AND ?2 = ?2";
+  if (total) {
+    Statement c(*this, ("SELECT COUNT(*) FROM api_keys" + where).c_str());
+    c.bind(1, q.owner).bind(2, now);
+    *total = c.step() ? c.integer(0) : 0;
+  }
+  std::string sql =
+      std::string("SELECT ") + kKeyColumns + " FROM api_keys" + where + " ORDER BY created_at, id";
+  if (q.page_size > 0) sql += " LIMIT ?3 OFFSET ?4";
+  Statement s(*this, sql.c_str());
+  s.bind(1, q.owner).bind(2, now);
+  if (q.page_size > 0) s.bind(3, q.page_size).bind(4, (q.page - 1) * q.page_size);
+  std::vector<KeyRecord> out;
+  while (s.step()) out.push_back(read_key(s));
+  return out;
+}
+
+std::vector<AuditEvent> SqliteStore::list_audit(std::int64_t page, std::int64_t page_size,
+                                                std::int64_t* total) {
+  if (total) {
+    Statement c(*this, "SELECT COUNT(*) FROM audit_events");
+    *total = c.step() ? c.integer(0) : 0;
+  }
+  Statement s(*this,
+              "SELECT id, at, action, key_id, actor, details FROM audit_events ORDER BY id DESC "
+              "LIMIT ? OFFSET ?");
+  s.bind(1, page_size).bind(2, (page - 1) * page_size);
+  std::vector<AuditEvent> out;
+  while (s.step())
+    out.push_back({s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), s.text(5)});
+  return out;
+}
+
+void SqliteStore::for_each_changed(std::int64_t seq,
+                                   const std::function<void(const KeyRecord&)>& f) {
+  Statement s(*this, (std::string("SELECT ") + kKeyColumns +
+                      " FROM api_keys WHERE change_seq > ? ORDER BY change_seq")
+                         .c_str());
+  s.bind(1, seq);
+  while (s.step()) f(read_key(s));
+}
+
+std::int64_t SqliteStore::data_version() {
+  Statement s(*this, "PRAGMA data_version");
+  return s.step() ? s.integer(0) : 0;
+}
+
+void SqliteStore::record_usage(const std::vector<UsageEvent>& events) {
+  if (events.empty()) return;
+  transaction([&] {
+    Statement s(*this,
+                "UPDATE api_keys SET last_used_at = ?, last_used_ip = ? WHERE id = ? AND "
+                "(last_used_at IS NULL OR last_used_at < ?)");
+    for (const auto& e : events) {
+      s.bind(1, e.at).bind(2, e.ip).bind(3, e.key_id).bind(4, e.at);
+      s.run();
+      s.reset();
+    }
+  });
+}
+
+namespace {
+
+// Polls PRAGMA data_version (it moves when another connection commits) and
+// reads the change sequence only then.
+class SqliteFeed final : public ChangeFeed {
+ public:
+  explicit SqliteFeed(SqliteStore& store) : store_(store) {}
+  int open() override { return -1; }
+  void close() override { data_version_ = -1; }
+  std::int64_t consume() override { return latest_; }
+  std::int64_t latest() override {
+    std::int64_t dv = store_.data_version();
+    if (dv != data_version_) {
+      latest_ = store_.change_seq();
+      data_version_ = dv;
+    }
+    return latest_;
+  }
+  std::chrono::milliseconds poll_interval() const override {
+    return std::chrono::milliseconds(200);
+  }
+
+ private:
+  SqliteStore& store_;
+  std::int64_t data_version_ = -1;
+  std::int64_t latest_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<ChangeFeed> SqliteStore::change_feed() {
+  return std::make_unique<SqliteFeed>(*this);
+}
+
+}  // namespace keygate
