@@ -65,6 +65,9 @@ class Gateway:
             "admin": {"listen": f"127.0.0.1:{self.admin_port}", "token": ADMIN_TOKEN},
             "shutdown_timeout": "5s",
         }
+        if os.environ.get("KEYGATE_TEST_STORE") == "postgres":  # the same tests on PostgreSQL
+            import pg
+            self.config["store"] = {"postgres": pg.shared().database_for(self.tmp)}
         for k, v in (config or {}).items():
             if isinstance(v, dict) and isinstance(self.config.get(k), dict):
                 self.config[k] = {**self.config[k], **v}
