@@ -7,8 +7,10 @@ set -euo pipefail
 build_pkgs=(cmake ninja-build g++ make libboost1.81-dev nlohmann-json3-dev libspdlog-dev
   libfmt-dev libyaml-cpp-dev libsqlite3-dev libssl-dev libgtest-dev libgmock-dev
   libbenchmark-dev ccache mold python3 openssl curl
-  libpq-dev postgresql)  # postgresql: the integration tests start a real server
-runtime_pkgs=(libyaml-cpp0.7 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 libpq5 ca-certificates curl)
+  libpq-dev postgresql  # postgresql: the integration tests start a real server
+  libboost-url1.81-dev libhiredis-dev redis-server)  # redis-server: likewise
+runtime_pkgs=(libyaml-cpp0.7 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 libpq5 ca-certificates curl
+  libboost-url1.81.0 libhiredis0.14)
 bench_pkgs=(wrk nginx haproxy)
 ci_pkgs=(yamllint)
 
@@ -38,7 +40,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q >/dev/null
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 # Packages such as nginx start a system service on install; the bench and tests start their own.
-for s in nginx haproxy postgresql; do
+for s in nginx haproxy postgresql redis-server; do
   if [[ " ${missing[*]} " == *" $s "* ]] && [[ -d /run/systemd/system ]]; then
     "${sudo[@]}" systemctl disable --now "$s" >/dev/null 2>&1 || true
   fi

@@ -235,6 +235,24 @@ void read_plans(Reader& r, const YAML::Node& n, Config& c) {
   }
 }
 
+void read_redis(Reader& r, const YAML::Node& n, RedisConfig& redis) {
+  if (!r.mapping(n, "rate_limit.redis", {"url", "timeout", "on_error"})) return;
+  if (n["url"].IsDefined()) {
+    if (auto url = r.str(n["url"], "rate_limit.redis.url")) {
+      if (auto ok = parse_redis_url(*url, redis); ok)
+        redis.url = *url;
+      else
+        r.error(n["url"], "rate_limit.redis.url: " + ok.error());
+    }
+  }
+  r.get_duration(n["timeout"], "rate_limit.redis.timeout", redis.timeout, Millis(1));
+  if (redis.timeout > Millis(60000))
+    r.error(n["timeout"], "rate_limit.redis.timeout must be at most 60s");
+  using E = RedisConfig::OnError;
+  r.get_enum(n["on_error"], "rate_limit.redis.on_error", redis.on_error,
+             {{"local", E::local}, {"open", E::open}, {"closed", E::closed}});
+}
+
 void read_routes(Reader& r, const YAML::Node& n, Config& c) {
   if (n.IsNull()) return;
   if (!n.IsSequence()) return r.error(n, "routes must be a list");
@@ -481,7 +499,8 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
   }
   if (auto n = root["plans"]; n.IsDefined()) read_plans(r, n, c);
   if (auto n = root["rate_limit"]; n.IsDefined()) {
-    if (r.mapping(n, "rate_limit", {"default_plan", "headers", "reset_header"})) {
+    if (r.mapping(n, "rate_limit",
+                  {"default_plan", "headers", "reset_header", "backend", "redis"})) {
       r.get_str(n["default_plan"], "rate_limit.default_plan", c.rate_limit.default_plan);
       using H = RateLimitConfig::Headers;
       r.get_enum(n["headers"], "rate_limit.headers", c.rate_limit.headers,
@@ -492,6 +511,11 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
       r.get_enum(
           n["reset_header"], "rate_limit.reset_header", c.rate_limit.reset,
           {{"epoch", RateLimitConfig::Reset::epoch}, {"delta", RateLimitConfig::Reset::delta}});
+      r.get_enum(
+          n["backend"], "rate_limit.backend", c.rate_limit.backend,
+          {{"local", RateLimitConfig::Backend::local}, {"redis", RateLimitConfig::Backend::redis}});
+      if (auto rn = n["redis"]; rn.IsDefined() && !rn.IsNull())
+        read_redis(r, rn, c.rate_limit.redis);
     }
   }
   if (!c.plans.contains(c.rate_limit.default_plan)) {

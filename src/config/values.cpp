@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include <boost/url/parse.hpp>
+
 namespace keygate {
 
 std::string HostPort::str() const {
@@ -139,6 +141,52 @@ std::expected<ParsedUrl, std::string> parse_upstream_url(std::string_view text) 
   }
   if (u.host.empty()) return std::unexpected("invalid url '" + std::string(text) + "': no host");
   return u;
+}
+
+std::expected<void, std::string> parse_redis_url(std::string_view text, RedisConfig& out) {
+  // Never echo the text: it may carry a password.
+  auto bad = [](std::string why) {
+    return std::unexpected("invalid redis url: " + std::move(why) +
+                           " (expected redis://[:password@]host:port/db)");
+  };
+  auto parsed = boost::urls::parse_uri(text);
+  if (!parsed) return bad("not a URL");
+  const auto& u = *parsed;
+  if (u.scheme() != "redis") return bad("the scheme must be redis:// (no TLS support)");
+  if (u.has_query() || u.has_fragment()) return bad("no query or fragment allowed");
+  std::string host = u.host_address();
+  if (host.empty()) return bad("no host");
+  std::uint16_t port = 6379;
+  if (u.has_port()) {
+    std::string_view digits = u.port();
+    unsigned p = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), p);
+    if (digits.empty() || ec != std::errc{} || ptr != digits.data() + digits.size() || p == 0 ||
+        p > 65535)
+      return bad("port must be 1-65535");
+    port = static_cast<std::uint16_t>(p);
+  }
+  int db = 0;
+  std::string path = u.path();
+  if (!path.empty() && path != "/") {
+    std::string_view digits = std::string_view(path).substr(1);
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), db);
+    if (path.front() != '/' || ec != std::errc{} || ptr != digits.data() + digits.size() || db < 0)
+      return bad("the path must be a database number");
+  }
+  out.host = std::move(host);
+  out.port = port;
+  out.username = u.has_userinfo() ? std::string(u.user()) : std::string();
+  out.password = u.has_password() ? std::string(u.password()) : std::string();
+  out.db = db;
+  return {};
+}
+
+std::string RedisConfig::redacted() const {
+  std::string auth = password.empty() ? "" : username + ":***@";
+  bool v6 = host.find(':') != std::string::npos;
+  return "redis://" + auth + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/" +
+         std::to_string(db);
 }
 
 std::expected<std::string, std::string> expand_env(std::string_view text, const EnvLookup& lookup) {

@@ -81,10 +81,27 @@ struct Plan {
   std::string message;
 };
 
+// rate_limit.redis (SPEC §8): where the shared buckets live. The URL is
+// parsed and checked by the loader; `url` keeps the text (it may hold a
+// password: never log it, log redacted() instead).
+struct RedisConfig {
+  std::string url = "redis://127.0.0.1:6379/0";
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  std::string username;  // empty: AUTH <password> (no ACL user)
+  std::string password;  // empty: no AUTH
+  int db = 0;
+  Millis timeout{50};  // per command
+  enum class OnError { local, open, closed } on_error = OnError::local;
+  std::string redacted() const;  // the URL without its password
+};
+
 struct RateLimitConfig {
   std::string default_plan = "default";
   enum class Headers { x_ratelimit, ietf, both, none } headers = Headers::x_ratelimit;
   enum class Reset { epoch, delta } reset = Reset::epoch;
+  enum class Backend { local, redis } backend = Backend::local;
+  RedisConfig redis;
 };
 
 struct Route {

@@ -30,6 +30,10 @@ struct ParsedUrl {
 };
 std::expected<ParsedUrl, std::string> parse_upstream_url(std::string_view text);
 
+// redis://[[user]:password@]host[:port][/db] (port 6379, db 0 by default);
+// fills host, port, username, password, db of `out`.
+std::expected<void, std::string> parse_redis_url(std::string_view text, RedisConfig& out);
+
 // ${VAR} and ${VAR:-default}; `lookup` returns the variable's value if set.
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 std::expected<std::string, std::string> expand_env(std::string_view text, const EnvLookup& lookup);
