@@ -1,0 +1,97 @@
+#pragma once
+// Buckets shared by every replica, in Redis (rate_limit.backend: redis).
+//
+// One instance per I/O thread, each with its own pipelined connection on that
+// thread's executor: no lock on the request path, commands from the sessions
+// of one thread leave together in one write, and Redis (single-threaded
+// itself) is kept busy by a handful of connections per replica.
+//
+// A decision costs one EVALSHA of the GCRA script (the same math as
+// TokenBucket, on Redis' clock) — or no round trip at all while the local
+// DenyCache knows the bucket has no token. While Redis is unreachable (not
+// connected, timeouts, or the circuit breaker open after repeated failures)
+// `on_error` answers at once: local buckets, open (admit), or closed (503).
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "keygate/config/config.hpp"
+#include "keygate/core/clock.hpp"
+#include "keygate/ratelimit/backend.hpp"
+#include "keygate/ratelimit/circuit_breaker.hpp"
+#include "keygate/ratelimit/deny_cache.hpp"
+
+namespace keygate {
+
+namespace redis {
+class Connection;
+}
+
+class RedisBackend final : public RateLimitBackend {
+ public:
+  struct Settings {
+    RedisConfig redis;  // endpoint, per-command timeout, on_error
+    CircuitBreaker::Settings breaker;
+    std::chrono::milliseconds connect_timeout{1000};
+    std::chrono::milliseconds reconnect_min{50};
+    std::chrono::milliseconds reconnect_max{2000};
+    // Connection events for the log: ("connected", "") and ("unreachable", why).
+    std::function<void(std::string_view event, std::string_view detail)> on_event;
+  };
+  // Counters, readable from any thread (metrics, tests).
+  struct Stats {
+    std::uint64_t round_trips = 0;     // GCRA commands sent (EVALSHA, NOSCRIPT retries included)
+    std::uint64_t cache_denials = 0;   // answered by the deny cache, no round trip
+    std::uint64_t fallbacks = 0;       // answered by on_error
+    std::uint64_t failures = 0;        // commands that failed (timeout, error, connection lost)
+    std::uint64_t script_loads = 0;    // SCRIPT LOAD after NOSCRIPT
+    std::uint64_t breaker_opened = 0;  // times the circuit breaker opened
+  };
+
+  // `local` serves on_error: local; `clock` is the local monotonic clock.
+  RedisBackend(boost::asio::any_io_executor ex, Settings s, RateLimiter& local, const Clock& clock);
+  ~RedisBackend() override;
+  RedisBackend(const RedisBackend&) = delete;
+  RedisBackend& operator=(const RedisBackend&) = delete;
+
+  void start();  // connects (and keeps reconnecting)
+  void stop();   // pending decisions complete with the fallback
+
+  std::optional<RateOutcome> try_decide(const RateQuery& q) override;
+
+  Stats stats() const;
+  bool connected() const;
+  CircuitBreaker::State breaker_state() const { return breaker_.state(); }
+  static std::string bucket_name(bool by_owner, std::string_view id);
+
+ private:
+  struct Op;  // a decision in flight
+  void start_decide(const RateQuery& q, Handler h, boost::asio::any_io_executor ex) override;
+  void send(std::unique_ptr<Op> op);
+  void finish(std::unique_ptr<Op> op, const void* reply);
+  RateOutcome fallback(const RatePolicy& policy, std::string_view id, bool consume);
+  void complete(Handler h, boost::asio::any_io_executor ex, RateOutcome o);
+  void count(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+
+  boost::asio::any_io_executor ex_;
+  Settings s_;
+  RateLimiter& local_;
+  const Clock& clock_;
+  std::shared_ptr<redis::Connection> conn_;
+  CircuitBreaker breaker_;
+  DenyCache cache_;
+  std::string scratch_;  // bucket name of the current query, reused
+  bool reload_in_flight_ = false;
+  struct Counters {
+    std::atomic<std::uint64_t> round_trips{0}, cache_denials{0}, fallbacks{0}, failures{0},
+        script_loads{0}, breaker_opened{0};
+  } counters_;
+};
+
+}  // namespace keygate

@@ -1,0 +1,220 @@
+#include "keygate/ratelimit/redis_backend.hpp"
+
+#include <hiredis/hiredis.h>
+
+#include <array>
+#include <charconv>
+
+#include <boost/asio/post.hpp>
+
+#include "ratelimit/gcra_script.hpp"
+#include "ratelimit/redis_connection.hpp"
+
+namespace keygate {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::string_view kKeyBuckets = "keygate:rl:k:";
+constexpr std::string_view kOwnerBuckets = "keygate:rl:o:";
+
+std::optional<Decision> parse_decision(const redisReply* r, const BucketShape& shape) {
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4) return std::nullopt;
+  for (size_t i = 0; i < 4; ++i)
+    if (r->element[i]->type != REDIS_REPLY_INTEGER || r->element[i]->integer < 0)
+      return std::nullopt;
+  Decision d;
+  d.allowed = r->element[0]->integer != 0;
+  d.remaining = static_cast<std::uint64_t>(r->element[1]->integer);
+  d.reset_ns = r->element[2]->integer;
+  d.retry_ns = r->element[3]->integer;
+  d.limit = shape.capacity;
+  d.window_ns = shape.window_ns;
+  return d;
+}
+
+bool is_noscript(const redisReply* r) {
+  return r && r->type == REDIS_REPLY_ERROR &&
+         std::string_view(r->str, r->len).starts_with("NOSCRIPT");
+}
+
+}  // namespace
+
+// One decision in flight: what the reply needs, and what a fallback needs.
+struct RedisBackend::Op {
+  // (Constructed, never assigned: Boost 1.81's any_completion_handler move
+  // assignment wraps the handler in itself until the stack overflows.)
+  Op(Handler h, asio::any_io_executor e) : handler(std::move(h)), ex(std::move(e)) {}
+  Handler handler;
+  asio::any_io_executor ex;  // the caller's
+  std::string bucket;
+  size_t id_at = 0;  // the key id or owner inside `bucket`
+  RatePolicy policy;
+  BucketShape shape;
+  bool consume = true;
+  bool retried = false;  // after NOSCRIPT, once
+  std::int64_t sent_ns = 0;
+  std::string_view id() const { return std::string_view(bucket).substr(id_at); }
+};
+
+RedisBackend::RedisBackend(asio::any_io_executor ex, Settings s, RateLimiter& local,
+                           const Clock& clock)
+    : ex_(ex), s_(std::move(s)), local_(local), clock_(clock), breaker_(s_.breaker) {
+  redis::ConnectionSettings cs;
+  cs.host = s_.redis.host;
+  cs.port = s_.redis.port;
+  cs.username = s_.redis.username;
+  cs.password = s_.redis.password;
+  cs.db = s_.redis.db;
+  cs.command_timeout = s_.redis.timeout;
+  cs.connect_timeout = s_.connect_timeout;
+  cs.reconnect_min = s_.reconnect_min;
+  cs.reconnect_max = s_.reconnect_max;
+  // Loaded once per connection, before any EVALSHA (same pipeline).
+  cs.setup.push_back({"SCRIPT", "LOAD", std::string(redis::gcra_script())});
+  cs.on_event = s_.on_event;
+  conn_ = std::make_shared<redis::Connection>(ex, std::move(cs));
+}
+
+RedisBackend::~RedisBackend() {
+  stop();
+}
+
+void RedisBackend::start() {
+  conn_->start();
+}
+void RedisBackend::stop() {
+  conn_->stop();
+}
+bool RedisBackend::connected() const {
+  return conn_->ready();
+}
+
+std::string RedisBackend::bucket_name(bool by_owner, std::string_view id) {
+  std::string name(by_owner ? kOwnerBuckets : kKeyBuckets);
+  name += id;
+  return name;
+}
+
+RedisBackend::Stats RedisBackend::stats() const {
+  auto get = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  return {get(counters_.round_trips), get(counters_.cache_denials), get(counters_.fallbacks),
+          get(counters_.failures),    get(counters_.script_loads),  get(counters_.breaker_opened)};
+}
+
+std::optional<RateOutcome> RedisBackend::try_decide(const RateQuery& q) {
+  if (!q.policy.rate) return RateOutcome{};
+  const BucketShape shape = BucketShape::of(*q.policy.rate);
+  scratch_.assign(q.policy.by_owner ? kOwnerBuckets : kKeyBuckets);
+  scratch_ += q.policy.by_owner ? q.owner : q.key_id;
+  const std::int64_t now = clock_.now_ns();
+  if (auto d = cache_.check(scratch_, shape, now, q.consume)) {
+    count(counters_.cache_denials);
+    return RateOutcome{d, false, RateOutcome::Source::cache};
+  }
+  // Not connected, or the breaker is open: no waiting for a timeout.
+  if (!conn_->ready() || !breaker_.allow(now)) {
+    count(counters_.fallbacks);
+    return fallback(q.policy, q.policy.by_owner ? q.owner : q.key_id, q.consume);
+  }
+  return std::nullopt;
+}
+
+void RedisBackend::start_decide(const RateQuery& q, Handler h, asio::any_io_executor ex) {
+  std::string_view id = q.policy.by_owner ? q.owner : q.key_id;
+  if (!q.policy.rate || !conn_->ready()) {  // try_decide would have answered
+    // A probe the breaker granted but that cannot go: it failed.
+    if (breaker_.state() == CircuitBreaker::State::half_open) breaker_.failure(clock_.now_ns());
+    complete(std::move(h), ex, q.policy.rate ? fallback(q.policy, id, q.consume) : RateOutcome{});
+    return;
+  }
+  auto op = std::make_unique<Op>(std::move(h), std::move(ex));
+  op->bucket = bucket_name(q.policy.by_owner, id);
+  op->id_at = op->bucket.size() - id.size();
+  op->policy = q.policy;
+  op->shape = BucketShape::of(*q.policy.rate);
+  op->consume = q.consume;
+  send(std::move(op));
+}
+
+void RedisBackend::send(std::unique_ptr<Op> op) {
+  op->sent_ns = clock_.now_ns();
+  std::array<char, 24> interval{}, capacity{};
+  auto ie =
+      std::to_chars(interval.data(), interval.data() + interval.size(), op->shape.interval_ns);
+  auto ce = std::to_chars(capacity.data(), capacity.data() + capacity.size(), op->shape.capacity);
+  const std::array<std::string_view, 7> argv = {
+      "EVALSHA",
+      redis::gcra_script_sha1(),
+      "1",
+      op->bucket,
+      std::string_view(interval.data(), static_cast<size_t>(ie.ptr - interval.data())),
+      std::string_view(capacity.data(), static_cast<size_t>(ce.ptr - capacity.data())),
+      op->consume ? "1" : "0"};
+  count(counters_.round_trips);
+  // (The Op stays where it is when the pointer moves into the handler.)
+  conn_->send(
+      argv, [this, op = std::move(op)](const redisReply* r) mutable { finish(std::move(op), r); });
+}
+
+void RedisBackend::finish(std::unique_ptr<Op> op, const void* reply) {
+  const auto* r = static_cast<const redisReply*>(reply);
+  if (is_noscript(r) && !op->retried && conn_->ready()) {
+    // SCRIPT FLUSH or a restarted Redis: load it again and retry, pipelined
+    // behind the load (one extra round trip, once).
+    op->retried = true;
+    if (!reload_in_flight_) {
+      reload_in_flight_ = true;
+      count(counters_.script_loads);
+      const std::array<std::string_view, 3> load = {"SCRIPT", "LOAD", redis::gcra_script()};
+      conn_->send(load, [this](const redisReply*) { reload_in_flight_ = false; });
+    }
+    send(std::move(op));
+    return;
+  }
+  auto d = parse_decision(r, op->shape);
+  if (!d) {
+    count(counters_.failures);
+    const auto opened = breaker_.times_opened();
+    breaker_.failure(clock_.now_ns());
+    if (breaker_.times_opened() != opened) count(counters_.breaker_opened);
+    count(counters_.fallbacks);
+    complete(std::move(op->handler), op->ex, fallback(op->policy, op->id(), op->consume));
+    return;
+  }
+  breaker_.success();
+  cache_.note(op->bucket, op->shape, *d, op->sent_ns);
+  complete(std::move(op->handler), op->ex, RateOutcome{d, false, RateOutcome::Source::shared});
+}
+
+RateOutcome RedisBackend::fallback(const RatePolicy& policy, std::string_view id, bool consume) {
+  RateOutcome o;
+  o.source = RateOutcome::Source::fallback;
+  switch (s_.redis.on_error) {
+    case RedisConfig::OnError::local:  // this replica's own buckets (the id is the owner or key)
+      o.decision = consume ? local_.take(policy, id, id) : local_.peek(policy, id, id);
+      break;
+    case RedisConfig::OnError::open: {  // admitted; the headers show a full bucket
+      const BucketShape shape = BucketShape::of(*policy.rate);
+      Decision d;
+      d.limit = shape.capacity;
+      d.remaining = consume ? shape.capacity - 1 : shape.capacity;
+      d.reset_ns = consume ? shape.interval_ns : 0;
+      d.window_ns = shape.window_ns;
+      o.decision = d;
+      break;
+    }
+    case RedisConfig::OnError::closed:  // a request is refused (503); a look finds nothing
+      o.unavailable = consume;
+      break;
+  }
+  return o;
+}
+
+void RedisBackend::complete(Handler h, asio::any_io_executor ex, RateOutcome o) {
+  // Never inline: the caller may be inside hiredis' reply processing.
+  asio::post(ex, [h = std::move(h), o = std::move(o)]() mutable { std::move(h)(std::move(o)); });
+}
+
+}  // namespace keygate
