@@ -77,6 +77,14 @@ awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const 
 
 int serve(Config config) {
   log::setup(config.logging);
+  // The Redis backend exists (src/ratelimit/redis_backend.cpp) but the request
+  // path does not call it yet: refuse rather than silently limit per replica.
+  if (config.rate_limit.backend == RateLimitConfig::Backend::redis) {
+    log::error(
+        "rate_limit.backend: redis is not wired into the request path in this build; "
+        "use backend: local");
+    return 1;
+  }
   // Short secrets are allowed (SPEC sets no minimum) but worth a warning.
   if (config.admin.enabled() && config.admin.token.size() < 16)
     log::warn("admin.token is shorter than 16 characters; use a long random token");
