@@ -61,6 +61,7 @@ void KeyIndex::upsert(const KeyRecord& r) {
   std::unique_lock lock(s.mu);
   auto [it, inserted] = s.map.try_emplace(r.hash, k);
   if (!inserted) it->second = k;
+  if (inserted && r.foreign_format) foreign_keys_.fetch_add(1, std::memory_order_relaxed);
 }
 
 size_t KeyIndex::size() const {

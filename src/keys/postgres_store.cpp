@@ -230,7 +230,7 @@ namespace {
 constexpr const char* kKeyColumns =
     "id, prefix, last4, hash, name, owner, scopes, plan, rate_requests, rate_period_ms, "
     "rate_burst, allowed_ips, metadata, enabled, created_at, expires_at, revoked_at, "
-    "last_used_at, last_used_ip, rotated_from, created_by, change_seq";
+    "last_used_at, last_used_ip, rotated_from, created_by, change_seq, foreign_format";
 
 KeyRecord read_key(const PgQuery& q, int row) {
   KeyRecord r;
@@ -260,6 +260,7 @@ KeyRecord read_key(const PgQuery& q, int row) {
   r.rotated_from = q.text(row, 19);
   r.created_by = q.text(row, 20);
   r.change_seq = q.integer(row, 21);
+  r.foreign_format = q.boolean(row, 22);
   return r;
 }
 
@@ -386,9 +387,9 @@ void PostgresStore::insert_key(KeyRecord& r) {
   r.change_seq = bump_seq();
   PgQuery q(*this, std::string("INSERT INTO api_keys (") + kKeyColumns +
                        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,"
-                       "$19,$20,$21,$22)");
+                       "$19,$20,$21,$22,$23)");
   bind_key(q, r, true);
-  q.run();
+  q.bind(r.foreign_format).run();  // set once: a key's format never changes
 }
 
 void PostgresStore::update_key(KeyRecord& r) {

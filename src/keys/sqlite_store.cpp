@@ -85,7 +85,7 @@ namespace {
 constexpr const char* kKeyColumns =
     "id, prefix, last4, hash, name, owner, scopes, plan, rate_requests, rate_period_ms, "
     "rate_burst, allowed_ips, metadata, enabled, created_at, expires_at, revoked_at, "
-    "last_used_at, last_used_ip, rotated_from, created_by, change_seq";
+    "last_used_at, last_used_ip, rotated_from, created_by, change_seq, foreign_format";
 
 KeyRecord read_key(const Statement& s) {
   KeyRecord r;
@@ -115,6 +115,7 @@ KeyRecord read_key(const Statement& s) {
   r.rotated_from = s.text(19);
   r.created_by = s.text(20);
   r.change_seq = s.integer(21);
+  r.foreign_format = s.integer(22) != 0;
   return r;
 }
 
@@ -221,10 +222,10 @@ std::int64_t SqliteStore::change_seq() {
 void SqliteStore::insert_key(KeyRecord& r) {
   r.change_seq = bump_seq();
   Statement s(*this, (std::string("INSERT INTO api_keys (") + kKeyColumns +
-                      ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+                      ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
                          .c_str());
   bind_key(s, r);
-  s.run();
+  s.bind(23, std::int64_t{r.foreign_format}).run();  // set once: a key's format never changes
 }
 
 void SqliteStore::update_key(KeyRecord& r) {

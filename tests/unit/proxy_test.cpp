@@ -316,6 +316,30 @@ routes:
   EXPECT_EQ(json::parse(limited.body)["error"]["details"]["retry_after_seconds"], 30);
 }
 
+TEST(Authenticate, ForeignFormatKeysAreLookedUpByHashOnlyOnceImported) {
+  World w;
+  const std::string foreign = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";  // not a keygate key
+  const std::string garbage = "not-a-key-at-all-0123456789";
+  // No foreign key indexed: anything off-format is rejected before hashing.
+  EXPECT_EQ(reason_of(w.with_key(foreign)), "malformed");
+  EXPECT_FALSE(w.index.has_foreign_keys());
+  KeyRecord r;
+  r.id = generate_key_id();
+  r.hash = w.rt.hasher.hash(foreign);
+  r.name = "imported";
+  r.foreign_format = true;
+  w.index.upsert(r);
+  EXPECT_TRUE(w.index.has_foreign_keys());
+  Context ctx;
+  EXPECT_TRUE(w.with_key(foreign, "/v1/x", &ctx).forward);
+  EXPECT_EQ(ctx.key->id(), r.id);
+  EXPECT_EQ(reason_of(w.with_key(garbage)), "invalid");  // hashed, looked up, unknown
+  r.revoked_at = 1;
+  w.index.upsert(r);  // an update is not a second foreign key
+  EXPECT_EQ(reason_of(w.with_key(foreign)), "revoked");
+  EXPECT_TRUE(w.with_key(w.add()).forward);  // keygate keys keep working alongside
+}
+
 TEST(Pipeline, HealthEndpointsAndDraining) {
   World w;
   auto live = w.run(Fields{}, "/live");

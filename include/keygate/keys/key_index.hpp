@@ -83,6 +83,9 @@ class KeyIndex {
     if (r.change_seq > applied_seq) applied_seq = r.change_seq;
   }
   size_t size() const;
+  // True once any foreign-format (imported) key is indexed: only then is a
+  // credential that fails the keygate format worth a hash and a lookup.
+  bool has_foreign_keys() const { return foreign_keys_.load(std::memory_order_relaxed) > 0; }
   // Keys that are enabled, not revoked and not expired at `now`.
   size_t count_active(UnixMillis now) const;
 
@@ -97,6 +100,7 @@ class KeyIndex {
   const Shard& shard(const KeyHash& h) const { return shards_[h[31] % kShards]; }
   Shard& shard(const KeyHash& h) { return shards_[h[31] % kShards]; }
   std::array<Shard, kShards> shards_;
+  std::atomic<size_t> foreign_keys_{0};  // a key's format never changes: counted on insert
 };
 
 }  // namespace keygate

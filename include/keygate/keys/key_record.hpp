@@ -33,6 +33,9 @@ struct KeyRecord {
   std::string last_used_ip;
   std::string rotated_from;
   std::string created_by;
+  // Imported with a plaintext that is not a keygate key (or as a bare SHA-256):
+  // the gateway must hash credentials that fail the keygate format check.
+  bool foreign_format = false;
   std::int64_t change_seq = 0;
 
   // active | revoked | expired | disabled
