@@ -8,6 +8,7 @@
 #include <set>
 
 #include "keygate/config/values.hpp"
+#include "keygate/keys/key_json.hpp"
 #include "keygate/proxy/error_renderer.hpp"
 #include "keygate/proxy/runtime.hpp"
 
@@ -95,69 +96,6 @@ json page_meta(std::int64_t page, std::int64_t size, std::int64_t total) {
           {"totalPages", size ? (total + size - 1) / size : 0}};
 }
 
-// --- body parsing: every field typed and named in the error -------------------
-
-std::expected<std::vector<std::string>, Error> string_list(const json& v, const std::string& f) {
-  if (!v.is_array())
-    return std::unexpected(validation_error(f, f + " must be an array of strings"));
-  std::vector<std::string> out;
-  for (const auto& item : v) {
-    if (!item.is_string())
-      return std::unexpected(validation_error(f, f + " must be an array of strings"));
-    out.push_back(item.get<std::string>());
-  }
-  return out;
-}
-
-std::expected<std::optional<Rate>, Error> rate_field(const json& v) {
-  if (v.is_null()) return std::optional<Rate>{};
-  if (!v.is_object())
-    return std::unexpected(
-        validation_error("rate", "rate must be an object {requests, period, burst}"));
-  Rate r;
-  for (const auto& [k, x] : v.items()) {
-    if (k == "requests" || k == "burst") {
-      if (!x.is_number_unsigned() || (k == "requests" && x.get<std::uint64_t>() == 0))
-        return std::unexpected(
-            validation_error("rate." + k, "rate." + k + " must be a positive integer"));
-      (k == "requests" ? r.requests : r.burst) = x.get<std::uint64_t>();
-    } else if (k == "period") {
-      if (!x.is_string())
-        return std::unexpected(
-            validation_error("rate.period", "rate.period must be a duration string like 1m"));
-      auto d = parse_duration(x.get<std::string>());
-      if (!d || d->count() <= 0)
-        return std::unexpected(validation_error("rate.period", "rate.period: invalid duration"));
-      r.period = *d;
-    } else {
-      return std::unexpected(validation_error("rate." + k, "unknown field rate." + k));
-    }
-  }
-  if (!v.contains("requests"))
-    return std::unexpected(validation_error("rate.requests", "rate.requests is required"));
-  return std::optional<Rate>(r);
-}
-
-std::expected<std::map<std::string, std::string>, Error> metadata_field(const json& v) {
-  if (!v.is_object())
-    return std::unexpected(validation_error("metadata", "metadata must be an object of strings"));
-  std::map<std::string, std::string> out;
-  for (const auto& [k, x] : v.items()) {
-    if (!x.is_string())
-      return std::unexpected(validation_error("metadata", "metadata values must be strings"));
-    out[k] = x.get<std::string>();
-  }
-  return out;
-}
-
-std::expected<std::optional<UnixMillis>, Error> time_field(const json& v, const std::string& f) {
-  if (v.is_null()) return std::optional<UnixMillis>{};
-  if (!v.is_string()) return std::unexpected(validation_error(f, f + " must be an RFC 3339 time"));
-  auto t = parse_time(v.get<std::string>());
-  if (!t) return std::unexpected(validation_error(f, f + " must be an RFC 3339 time"));
-  return std::optional<UnixMillis>(*t);
-}
-
 std::expected<json, Error> parse_body(const std::string& body) {
   if (body.empty()) return json::object();
   auto j = json::parse(body, nullptr, false);
@@ -166,16 +104,6 @@ std::expected<json, Error> parse_body(const std::string& body) {
   if (!j.is_object())
     return std::unexpected(validation_error("body", "request body must be a JSON object"));
   return j;
-}
-
-std::optional<Error> check_fields(const json& body,
-                                  std::initializer_list<std::string_view> allowed) {
-  for (const auto& [k, v] : body.items()) {
-    bool known = false;
-    for (auto a : allowed) known = known || a == k;
-    if (!known) return validation_error(k, "unknown field '" + k + "'");
-  }
-  return std::nullopt;
 }
 
 #define TRY(var, expr)                                       \
@@ -267,7 +195,7 @@ class Handler {
       return std::nullopt;
     }
     const auto& scope = d_.runtime.config.admin.key_scope;
-    if (scope && d_.runtime.key_format.well_formed(presented)) {
+    if (scope && (d_.runtime.key_format.well_formed(presented) || d_.index.has_foreign_keys())) {
       KeyHash h = d_.runtime.hasher.hash(presented);
       std::optional<AuthKey> k;
       d_.index.visit(h, [&](const AuthKey& a) { k = a; });
@@ -298,52 +226,7 @@ class Handler {
     if (auto e = check_fields(body, {"name", "owner", "scopes", "plan", "rate", "expires_at",
                                      "expires_in", "allowed_ips", "metadata"}))
       return error_response(*e, rid);
-    KeySpec spec;
-    if (!body.contains("name") || !body["name"].is_string())
-      return error_response(validation_error("name", "name is required and must be a string"), rid);
-    spec.name = body["name"].get<std::string>();
-    if (body.contains("owner") && !body["owner"].is_null()) {
-      if (!body["owner"].is_string())
-        return error_response(validation_error("owner", "owner must be a string"), rid);
-      spec.owner = body["owner"].get<std::string>();
-    }
-    if (body.contains("scopes")) {
-      TRY(scopes, string_list(body["scopes"], "scopes"));
-      spec.scopes = scopes;
-    }
-    if (body.contains("plan") && !body["plan"].is_null()) {
-      if (!body["plan"].is_string())
-        return error_response(validation_error("plan", "plan must be a string"), rid);
-      spec.plan = body["plan"].get<std::string>();
-    }
-    if (body.contains("rate")) {
-      TRY(rate, rate_field(body["rate"]));
-      spec.rate = rate;
-    }
-    if (body.contains("expires_at") && body.contains("expires_in"))
-      return error_response(
-          validation_error("expires_at", "give expires_at or expires_in, not both"), rid);
-    if (body.contains("expires_at")) {
-      TRY(t, time_field(body["expires_at"], "expires_at"));
-      spec.expires_at = t;
-    }
-    if (body.contains("expires_in") && !body["expires_in"].is_null()) {
-      auto d = body["expires_in"].is_string()
-                   ? parse_duration(body["expires_in"].get<std::string>())
-                   : std::unexpected(std::string("not a string"));
-      if (!d || d->count() <= 0)
-        return error_response(
-            validation_error("expires_in", "expires_in must be a duration like 30d"), rid);
-      spec.expires_at = now_millis() + d->count();
-    }
-    if (body.contains("allowed_ips")) {
-      TRY(ips, string_list(body["allowed_ips"], "allowed_ips"));
-      spec.allowed_ips = ips;
-    }
-    if (body.contains("metadata")) {
-      TRY(meta, metadata_field(body["metadata"]));
-      spec.metadata = meta;
-    }
+    TRY(spec, key_spec_from_json(body, now_millis()));
     if (caller_.is_key) {
       if (!spec.owner.empty() && spec.owner != caller_.owner)
         return error_response(
@@ -461,15 +344,7 @@ class Handler {
     std::int64_t total = 0;
     auto events = d_.store.list_audit(page, size, &total);
     json data = json::array();
-    for (const auto& e : events) {
-      auto details = json::parse(e.details_json, nullptr, false);
-      data.push_back({{"id", e.id},
-                      {"time", format_time(e.at)},
-                      {"action", e.action},
-                      {"key_id", e.key_id},
-                      {"actor", e.actor},
-                      {"details", details.is_discarded() ? json::object() : details}});
-    }
+    for (const auto& e : events) data.push_back(audit_to_json(e));
     return ok(200, std::move(data), page_meta(page, size, total));
   }
 

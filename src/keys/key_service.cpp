@@ -2,6 +2,7 @@
 
 #include <ctime>
 #include <regex>
+#include <unordered_set>
 
 #include "keygate/config/values.hpp"
 #include "keygate/keys/cidr.hpp"
@@ -56,6 +57,7 @@ IssuedKey KeyService::issue(KeyRecord r) {
   r.revoked_at.reset();
   r.last_used_at.reset();
   r.last_used_ip.clear();
+  r.foreign_format = false;  // a rotated foreign key's successor is a keygate key
   out.record = std::move(r);
   return out;
 }
@@ -227,6 +229,153 @@ std::expected<IssuedKey, Error> KeyService::rotate_once(const std::string& ref, 
   changed(old);
   changed(issued.record);
   return issued;
+}
+
+namespace {
+
+// Foreign plaintexts are printable ASCII without spaces (they travel in a header)
+// and long enough that their SHA-256 cannot be brute-forced; at least this many
+// of their characters are never displayed.
+constexpr size_t kMinForeignKeyChars = 16;
+constexpr size_t kMaxForeignKeyChars = 512;
+constexpr size_t kHiddenForeignChars = 12;
+
+std::optional<Error> check_plaintext(const std::string& key) {
+  if (key.size() < kMinForeignKeyChars || key.size() > kMaxForeignKeyChars)
+    return validation_error("key", "key must be " + std::to_string(kMinForeignKeyChars) + "-" +
+                                       std::to_string(kMaxForeignKeyChars) + " characters long");
+  for (char c : key)
+    if (c <= ' ' || c > '~')
+      return validation_error("key", "key must be printable ASCII without spaces");
+  return std::nullopt;
+}
+
+std::optional<Error> check_display(const std::string& field, const std::string& v, size_t max) {
+  if (v.size() > max)
+    return validation_error(field,
+                            field + " must be at most " + std::to_string(max) + " characters");
+  for (char c : v)
+    if (c <= ' ' || c > '~')
+      return validation_error(field, field + " must be printable ASCII without spaces");
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::expected<std::vector<KeyRecord>, std::vector<ImportProblem>> KeyService::check_import(
+    const std::vector<KeyImport>& batch, const std::string& actor) {
+  std::vector<ImportProblem> problems;
+  std::vector<KeyRecord> records;
+  UnixMillis now = now_millis();
+  // A hash must be new to the store and to the batch (the store's unique index
+  // would refuse it anyway, but without saying which line).
+  std::unordered_set<KeyHash, KeyHashHasher> seen;
+  store_.for_each_changed(0, [&](const KeyRecord& r) { seen.insert(r.hash); });
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const KeyImport& in = batch[i];
+    auto problem = [&](Error e) { problems.push_back({i, std::move(e)}); };
+    if (auto err = validate(in.spec)) {
+      problem(*err);
+      continue;
+    }
+    KeyRecord r;
+    if (in.key) {
+      const std::string& key = *in.key;
+      if (format_.well_formed(key)) {
+        r.prefix = format_.display_prefix(key);
+      } else if (auto err = check_plaintext(key)) {
+        problem(*err);
+        continue;
+      } else {
+        r.foreign_format = true;
+        r.prefix = key.substr(
+            0, std::min(format_.display_prefix_length(), key.size() - 4 - kHiddenForeignChars));
+      }
+      r.last4 = key.substr(key.size() - 4);
+      r.hash = hasher_.hash(key);
+    } else if (in.sha256) {
+      if (config_.keys.pepper) {
+        problem(validation_error(
+            "sha256",
+            "keys.pepper is set, so the store keeps HMAC-SHA-256 digests, which cannot be derived "
+            "from a SHA-256; import the plaintext key instead"));
+        continue;
+      }
+      if (auto err = check_display("prefix", in.prefix, 32)) {
+        problem(*err);
+        continue;
+      }
+      if (auto err = check_display("last4", in.last4, 4)) {
+        problem(*err);
+        continue;
+      }
+      r.foreign_format = true;  // the plaintext's format is unknown
+      r.prefix = in.prefix;
+      r.last4 = in.last4;
+      r.hash = *in.sha256;
+    } else {
+      problem(validation_error("key", "give either key or sha256"));
+      continue;
+    }
+    if (in.created_at && *in.created_at > now) {
+      problem(validation_error("created_at", "created_at must not be in the future"));
+      continue;
+    }
+    if (!seen.insert(r.hash).second) {
+      problem(Error{409,
+                    "CONFLICT",
+                    "duplicate",
+                    "This key is already in the store, or earlier in this import.",
+                    nlohmann::json::object(),
+                    {}});
+      continue;
+    }
+    r.id = generate_key_id();
+    r.name = in.spec.name;
+    r.owner = in.spec.owner;
+    r.scopes = in.spec.scopes;
+    r.plan = in.spec.plan;
+    r.rate = in.spec.rate;
+    r.expires_at = in.spec.expires_at;
+    r.allowed_ips = in.spec.allowed_ips;
+    r.metadata = in.spec.metadata;
+    r.enabled = in.enabled;
+    r.created_at = in.created_at.value_or(now);
+    r.created_by = actor;
+    records.push_back(std::move(r));
+  }
+  if (!problems.empty()) return std::unexpected(std::move(problems));
+  return records;
+}
+
+std::expected<std::vector<KeyRecord>, std::vector<ImportProblem>> KeyService::import(
+    const std::vector<KeyImport>& batch, const std::string& actor) {
+  auto checked = check_import(batch, actor);
+  if (!checked) return checked;
+  std::vector<KeyRecord>& records = *checked;
+  UnixMillis now = now_millis();
+  store_.transaction([&] {
+    for (auto& r : records) {
+      store_.insert_key(r);
+      store_.add_audit({0, now, "import", r.id, actor,
+                        nlohmann::json{{"prefix", r.prefix},
+                                       {"name", r.name},
+                                       {"format", r.foreign_format ? "foreign" : "keygate"}}
+                            .dump()});
+    }
+  });
+  for (const auto& r : records) changed(r);
+  return checked;
+}
+
+nlohmann::json audit_to_json(const AuditEvent& e) {
+  auto details = nlohmann::json::parse(e.details_json, nullptr, false);
+  return {{"id", e.id},
+          {"time", format_time(e.at)},
+          {"action", e.action},
+          {"key_id", e.key_id},
+          {"actor", e.actor},
+          {"details", details.is_discarded() ? nlohmann::json::object() : details}};
 }
 
 nlohmann::json rate_to_json(const std::optional<Rate>& r) {

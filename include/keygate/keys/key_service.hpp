@@ -41,6 +41,23 @@ struct KeyPatch {
   std::optional<std::map<std::string, std::string>> metadata;
 };
 
+// A key an API already issued (`keys import`): its plaintext or the SHA-256 of
+// its plaintext, with the settings of a new key. A plaintext that is not a
+// well-formed keygate key makes a foreign-format key, looked up by hash only.
+struct KeyImport {
+  KeySpec spec;
+  std::optional<std::string> key;  // the plaintext, any format
+  std::optional<KeyHash> sha256;   // or the SHA-256 of the plaintext
+  std::string prefix, last4;       // with sha256: what to display (may be empty)
+  bool enabled = true;
+  std::optional<UnixMillis> created_at;
+};
+
+struct ImportProblem {
+  size_t item;  // index into the batch
+  Error error;
+};
+
 struct IssuedKey {
   KeyRecord record;
   std::string key;  // the secret, shown once
@@ -61,6 +78,15 @@ class KeyService {
   std::expected<KeyRecord, Error> revoke(const std::string& id_or_prefix, const std::string& actor);
   std::expected<IssuedKey, Error> rotate(const std::string& id_or_prefix, Millis grace,
                                          const std::string& actor);
+
+  // Every item checked (a problem for each bad one) against the config, the
+  // store and the rest of the batch; writes nothing.
+  std::expected<std::vector<KeyRecord>, std::vector<ImportProblem>> check_import(
+      const std::vector<KeyImport>& batch, const std::string& actor);
+  // All or nothing: check_import, then every key inserted in one transaction
+  // with one `import` audit event each.
+  std::expected<std::vector<KeyRecord>, std::vector<ImportProblem>> import(
+      const std::vector<KeyImport>& batch, const std::string& actor);
 
   // Field validation shared with the CLI and admin parsers.
   std::optional<Error> validate(const KeySpec& spec) const;
@@ -86,5 +112,7 @@ Error validation_error(const std::string& field, const std::string& message);
 // The key object of SPEC §4 (never the hash; `key` only when given).
 nlohmann::json key_to_json(const KeyRecord& r, UnixMillis now, const std::string* secret = nullptr);
 nlohmann::json rate_to_json(const std::optional<Rate>& r);
+// An audit event as GET /v1/audit-events and `keygate audit list --json` show it.
+nlohmann::json audit_to_json(const AuditEvent& e);
 
 }  // namespace keygate
