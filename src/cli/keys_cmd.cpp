@@ -1,43 +1,22 @@
 // `keygate keys ...`: the CLI face of KeyService (the admin API is the other).
-#include <iomanip>
 #include <iostream>
-#include <sstream>
 
-#include "cli/args.hpp"
+#include "cli/command.hpp"
 #include "keygate/config/values.hpp"
 #include "keygate/keys/key_service.hpp"
 
-namespace keygate {
+namespace keygate::cli {
 
 namespace {
 
 constexpr const char* kActor = "cli";
 
-std::vector<std::string> csv(const std::string& s) {
-  return split_csv(s);
+// Values are checked by the flags' validators at parse time; these convert.
+Rate to_rate(const std::string& text) {
+  return *parse_rate(text);
 }
-
-Rate rate_flag(const std::string& text) {
-  auto r = parse_rate(text);
-  if (!r) throw UsageError("--rate: " + r.error());
-  return *r;
-}
-
-std::uint64_t burst_flag(const std::string& text) {
-  try {
-    size_t used = 0;
-    long long v = std::stoll(text, &used);
-    if (used != text.size() || v < 1) throw std::invalid_argument("");
-    return static_cast<std::uint64_t>(v);
-  } catch (const std::exception&) {
-    throw UsageError("--burst must be a positive integer");
-  }
-}
-
-UnixMillis expires_at_flag(const std::string& text) {
-  auto t = parse_time(text);
-  if (!t) throw UsageError("--expires-at must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z");
-  return *t;
+UnixMillis to_time(const std::string& text) {
+  return *parse_time(text);
 }
 
 // Service errors: validation is a usage error (2), the rest runtime failures (1).
@@ -54,9 +33,14 @@ std::string ago(const std::optional<UnixMillis>& t) {
   return t ? format_time(*t) : "never";
 }
 
+std::string shown(const KeyRecord& r) {
+  return r.prefix + "…" + r.last4;
+}
+
 void print_key(const KeyRecord& r, UnixMillis now) {
   std::cout << "id:           " << r.id << "\n"
-            << "prefix:       " << r.prefix << "…" << r.last4 << "\n"
+            << "prefix:       " << shown(r) << (r.foreign_format ? " (imported, own format)" : "")
+            << "\n"
             << "name:         " << r.name << "\n"
             << "owner:        " << or_dash(r.owner) << "\n"
             << "scopes:       " << or_dash(join_csv(r.scopes)) << "\n"
@@ -90,116 +74,181 @@ void print_issued(const IssuedKey& k, bool json, const char* verb) {
   print_key(k.record, now);
 }
 
-void print_table(const std::vector<KeyRecord>& keys, UnixMillis now) {
-  std::vector<std::vector<std::string>> rows = {
-      {"ID", "PREFIX", "NAME", "OWNER", "PLAN", "STATUS", "LAST USED", "CREATED"}};
-  for (const auto& k : keys)
-    rows.push_back({k.id, k.prefix + "…" + k.last4, k.name, or_dash(k.owner), or_dash(k.plan),
-                    k.status(now), ago(k.last_used_at), format_time(k.created_at)});
-  std::vector<size_t> width(rows[0].size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size(); ++i)
-      std::cout << std::left << std::setw(static_cast<int>(width[i] + 2)) << r[i];
-    std::cout << "\n";
+// The flags shared by create and update.
+struct SettingFlags {
+  std::string name, owner, scopes, plan, rate, expires_at;
+  std::uint64_t burst = 0;
+  CLI::Option *name_opt = nullptr, *scopes_opt = nullptr, *plan_opt = nullptr, *rate_opt = nullptr,
+              *burst_opt = nullptr, *expires_at_opt = nullptr;
+
+  void add(CLI::App& cmd, bool create) {
+    name_opt = cmd.add_option("--name", name, create ? "what the key is for" : "rename the key");
+    name_opt->type_name("NAME");
+    if (create) name_opt->required();
+    if (create)
+      cmd.add_option("--owner", owner, "who the key belongs to (user, team, tenant)")
+          ->type_name("ID");
+    scopes_opt = cmd.add_option("--scopes", scopes, "comma-separated scopes, e.g. read,write")
+                     ->type_name("a,b");
+    plan_opt =
+        cmd.add_option("--plan", plan, "a plan of the config (default: rate_limit.default_plan)")
+            ->type_name("NAME");
+    rate_opt = cmd.add_option("--rate", rate, "per-key rate instead of the plan's, e.g. 600/1m")
+                   ->type_name("N/PERIOD")
+                   ->check(rate_check());
+    burst_opt = cmd.add_option("--burst", burst, "bucket capacity (default: the rate's N)")
+                    ->type_name("N")
+                    ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 53).description(""));
+    if (create) burst_opt->needs(rate_opt);
+    expires_at_opt =
+        cmd.add_option("--expires-at", expires_at, "expiry time, e.g. 2027-01-31T00:00:00Z")
+            ->type_name("RFC3339")
+            ->check(time_check());
   }
-  if (keys.empty()) std::cout << "(no keys)\n";
+};
+
+const std::string& key_ref(const std::string& ref) {
+  if (ref.empty()) throw UsageError("ID|PREFIX must not be empty");
+  return ref;
 }
 
-const std::string& one_ref(const Args& a, const std::string& cmd) {
-  if (a.positional().size() != 1)
-    throw UsageError("keys " + cmd + " needs exactly one ID or PREFIX");
-  return a.positional().front();
+void add_ref(CLI::App& cmd, std::string& ref) {
+  cmd.add_option("ID", ref, "the key's id (key_…) or display prefix")
+      ->type_name("ID|PREFIX")
+      ->required();
 }
 
-}  // namespace
-
-int run_keys(const std::string& sub, const std::vector<std::string>& argv, const Config& cfg) {
-  auto store = open_store(cfg);
-  store->migrate();
-  KeyService service(*store, cfg);
-  UnixMillis now = now_millis();
-
-  if (sub == "create") {
-    Args a(argv,
-           {"name", "owner", "scopes", "plan", "rate", "burst", "expires-in", "expires-at",
-            "allow-ip", "meta"},
-           {"json"});
-    if (!a.positional().empty())
-      throw UsageError("unexpected argument '" + a.positional()[0] + "'");
+void add_create(CLI::App& keys, Session& s) {
+  struct Flags : SettingFlags {
+    std::string expires_in;
+    std::vector<std::string> allow_ip, meta;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd =
+      keys.add_subcommand("create", "create a key and print it (the only time it is shown)");
+  s.add_config_option(*cmd);
+  f->add(*cmd, true);
+  auto* in = cmd->add_option("--expires-in", f->expires_in, "expire after this long, e.g. 30d")
+                 ->type_name("DURATION")
+                 ->check(duration_check());
+  in->excludes(f->expires_at_opt);
+  cmd->add_option("--allow-ip", f->allow_ip, "only from this address or range (repeatable)")
+      ->type_name("CIDR")
+      ->check(cidr_check())
+      ->allow_extra_args(false);
+  cmd->add_option("--meta", f->meta, "metadata entry (repeatable)")
+      ->type_name("k=v")
+      ->check(meta_check())
+      ->allow_extra_args(false);
+  cmd->add_flag("--json", f->json, "print one JSON object");
+  on_run(*cmd, s, [&s, f, in] {
+    KeyService service(s.migrated_store(), s.config());
     KeySpec spec;
-    auto name = a.get("name");
-    if (!name) throw UsageError("keys create needs --name");
-    spec.name = *name;
-    spec.owner = a.get("owner").value_or("");
-    if (auto s = a.get("scopes")) spec.scopes = csv(*s);
-    spec.plan = a.get("plan").value_or("");
-    if (auto r = a.get("rate")) spec.rate = rate_flag(*r);
-    if (auto b = a.get("burst")) {
-      if (!spec.rate) throw UsageError("--burst needs --rate");
-      spec.rate->burst = burst_flag(*b);
-    }
-    if (a.has("expires-in") && a.has("expires-at"))
-      throw UsageError("give --expires-in or --expires-at, not both");
-    if (auto d = a.get("expires-in")) {
-      auto dur = parse_duration(*d);
-      if (!dur || dur->count() <= 0) throw UsageError("--expires-in must be a duration like 30d");
-      spec.expires_at = now + dur->count();
-    }
-    if (auto t = a.get("expires-at")) spec.expires_at = expires_at_flag(*t);
-    spec.allowed_ips = a.all("allow-ip");
-    for (const auto& kv : a.all("meta")) {
+    spec.name = f->name;
+    spec.owner = f->owner;
+    spec.scopes = split_csv(f->scopes);
+    spec.plan = f->plan;
+    if (*f->rate_opt) spec.rate = to_rate(f->rate);
+    if (*f->burst_opt) spec.rate->burst = f->burst;
+    if (*in) spec.expires_at = now_millis() + parse_duration(f->expires_in)->count();
+    if (*f->expires_at_opt) spec.expires_at = to_time(f->expires_at);
+    spec.allowed_ips = f->allow_ip;
+    for (const auto& kv : f->meta) {
       auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) throw UsageError("--meta must be key=value");
       spec.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
     auto issued = service.create(spec, kActor);
     if (!issued) return fail(issued.error());
-    print_issued(*issued, a.has("json"), "Created");
+    print_issued(*issued, f->json, "Created");
     return 0;
-  }
-  if (sub == "list") {
-    Args a(argv, {"owner", "status"}, {"json"});
-    if (!a.positional().empty())
-      throw UsageError("unexpected argument '" + a.positional()[0] + "'");
+  });
+}
+
+void print_keys(const std::vector<KeyRecord>& keys, UnixMillis now) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "PREFIX", "NAME", "OWNER", "PLAN", "STATUS", "LAST USED", "CREATED"}};
+  for (const auto& k : keys)
+    rows.push_back({k.id, shown(k), k.name, or_dash(k.owner), or_dash(k.plan), k.status(now),
+                    ago(k.last_used_at), format_time(k.created_at)});
+  print_table(rows);
+  if (keys.empty()) std::cout << "(no keys)\n";
+}
+
+void add_list(CLI::App& keys, Session& s) {
+  struct Flags {
+    std::string owner, status = "active";
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = keys.add_subcommand("list", "list keys (never the secret, never the hash)");
+  s.add_config_option(*cmd);
+  auto* owner = cmd->add_option("--owner", f->owner, "only this owner's keys")->type_name("ID");
+  cmd->add_option("--status", f->status, "which keys (default: active)")
+      ->check(CLI::IsMember({"active", "revoked", "expired", "all"}).description(""))
+      ->type_name("active|revoked|expired|all");
+  cmd->add_flag("--json", f->json, "print a JSON array of key objects");
+  on_run(*cmd, s, [&s, f, owner] {
     KeyListQuery q;
-    q.owner = a.get("owner");
-    q.status = a.get("status").value_or("active");
-    if (q.status != "active" && q.status != "revoked" && q.status != "expired" && q.status != "all")
-      throw UsageError("--status must be active, revoked, expired or all");
-    auto keys = store->list_keys(q, now, nullptr);
-    if (a.has("json")) {
+    if (*owner) q.owner = f->owner;
+    q.status = f->status;
+    UnixMillis now = now_millis();
+    auto found = s.migrated_store().list_keys(q, now, nullptr);
+    if (f->json) {
       auto arr = nlohmann::json::array();
-      for (const auto& k : keys) arr.push_back(key_to_json(k, now));
+      for (const auto& k : found) arr.push_back(key_to_json(k, now));
       std::cout << arr.dump() << "\n";
     } else {
-      print_table(keys, now);
+      print_keys(found, now);
     }
     return 0;
-  }
-  if (sub == "show") {
-    Args a(argv, {}, {"json"});
-    auto r = service.resolve(one_ref(a, "show"));
+  });
+}
+
+void add_show(CLI::App& keys, Session& s) {
+  struct Flags {
+    std::string ref;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = keys.add_subcommand("show", "one key's metadata");
+  s.add_config_option(*cmd);
+  add_ref(*cmd, f->ref);
+  cmd->add_flag("--json", f->json, "print one JSON object");
+  on_run(*cmd, s, [&s, f] {
+    KeyService service(s.migrated_store(), s.config());
+    auto r = service.resolve(key_ref(f->ref));
     if (!r) return fail(r.error());
-    if (a.has("json"))
-      std::cout << key_to_json(*r, now).dump() << "\n";
+    if (f->json)
+      std::cout << key_to_json(*r, now_millis()).dump() << "\n";
     else
-      print_key(*r, now);
+      print_key(*r, now_millis());
     return 0;
-  }
-  if (sub == "update") {
-    Args a(argv, {"name", "scopes", "plan", "rate", "burst", "expires-at"},
-           {"enable", "disable", "json"});
-    const std::string& ref = one_ref(a, "update");
-    if (a.has("enable") && a.has("disable"))
-      throw UsageError("give --enable or --disable, not both");
+  });
+}
+
+void add_update(CLI::App& keys, Session& s) {
+  struct Flags : SettingFlags {
+    std::string ref;
+    bool enable = false, disable = false, json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = keys.add_subcommand("update", "change a key's metadata");
+  s.add_config_option(*cmd);
+  add_ref(*cmd, f->ref);
+  f->add(*cmd, false);
+  auto* enable = cmd->add_flag("--enable", f->enable, "accept the key again");
+  cmd->add_flag("--disable", f->disable, "refuse the key until --enable")->excludes(enable);
+  cmd->add_flag("--json", f->json, "print the updated key object");
+  on_run(*cmd, s, [&s, f] {
+    KeyService service(s.migrated_store(), s.config());
+    const std::string& ref = key_ref(f->ref);
     KeyPatch p;
-    p.name = a.get("name");
-    if (auto s = a.get("scopes")) p.scopes = csv(*s);
-    p.plan = a.get("plan");
-    if (auto r = a.get("rate")) p.rate = rate_flag(*r);
-    if (auto b = a.get("burst")) {
+    if (*f->name_opt) p.name = f->name;
+    if (*f->scopes_opt) p.scopes = split_csv(f->scopes);
+    if (*f->plan_opt) p.plan = f->plan;
+    if (*f->rate_opt) p.rate = to_rate(f->rate);
+    if (*f->burst_opt) {
       std::optional<Rate> base = p.rate ? *p.rate : std::optional<Rate>{};
       if (!base) {
         auto current = service.resolve(ref);
@@ -207,50 +256,87 @@ int run_keys(const std::string& sub, const std::vector<std::string>& argv, const
         base = current->rate;
       }
       if (!base) throw UsageError("--burst needs --rate (the key has no rate of its own)");
-      base->burst = burst_flag(*b);
+      base->burst = f->burst;
       p.rate = base;
     }
-    if (a.has("enable")) p.enabled = true;
-    if (a.has("disable")) p.enabled = false;
-    if (auto t = a.get("expires-at")) p.expires_at = std::optional<UnixMillis>(expires_at_flag(*t));
+    if (f->enable) p.enabled = true;
+    if (f->disable) p.enabled = false;
+    if (*f->expires_at_opt) p.expires_at = std::optional<UnixMillis>(to_time(f->expires_at));
     auto r = service.update(ref, p, kActor);
     if (!r) return fail(r.error());
-    if (a.has("json"))
+    if (f->json)
       std::cout << key_to_json(*r, now_millis()).dump() << "\n";
     else
       std::cout << "Updated key " << r->id << "\n";
     return 0;
-  }
-  if (sub == "revoke") {
-    Args a(argv, {}, {"json"});
-    auto r = service.revoke(one_ref(a, "revoke"), kActor);
+  });
+}
+
+void add_revoke(CLI::App& keys, Session& s) {
+  struct Flags {
+    std::string ref;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = keys.add_subcommand(
+      "revoke", "revoke a key (a running serve on the same store refuses it within 1 s)");
+  s.add_config_option(*cmd);
+  add_ref(*cmd, f->ref);
+  cmd->add_flag("--json", f->json, R"(print {"id":…,"revoked":true})");
+  on_run(*cmd, s, [&s, f] {
+    KeyService service(s.migrated_store(), s.config());
+    auto r = service.revoke(key_ref(f->ref), kActor);
     if (!r) return fail(r.error());
-    if (a.has("json"))
+    if (f->json)
       std::cout << nlohmann::json{{"id", r->id}, {"revoked", true}}.dump() << "\n";
     else
-      std::cout << "Revoked key " << r->id << " (" << r->prefix << "…" << r->last4 << ")\n";
+      std::cout << "Revoked key " << r->id << " (" << shown(*r) << ")\n";
     return 0;
-  }
-  if (sub == "rotate") {
-    Args a(argv, {"grace"}, {"json"});
-    Millis grace{0};
-    if (auto g = a.get("grace")) {
-      auto d = parse_duration(*g);
-      if (!d) throw UsageError("--grace: " + d.error());
-      grace = *d;
-    }
-    auto issued = service.rotate(one_ref(a, "rotate"), grace, kActor);
+  });
+}
+
+void add_rotate(CLI::App& keys, Session& s) {
+  struct Flags {
+    std::string ref, grace = "0s";
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = keys.add_subcommand(
+      "rotate", "issue a replacement key with the same settings; the old one ends after --grace");
+  s.add_config_option(*cmd);
+  add_ref(*cmd, f->ref);
+  cmd->add_option("--grace", f->grace, "how long the old key keeps working (default: 0s)")
+      ->type_name("DURATION")
+      ->check(duration_check(true));
+  cmd->add_flag("--json", f->json, "print the new key object (with the key)");
+  on_run(*cmd, s, [&s, f] {
+    KeyService service(s.migrated_store(), s.config());
+    Millis grace = *parse_duration(f->grace);
+    auto issued = service.rotate(key_ref(f->ref), grace, kActor);
     if (!issued) return fail(issued.error());
-    print_issued(*issued, a.has("json"), "Rotated: new");
-    if (!a.has("json"))
+    print_issued(*issued, f->json, "Rotated: new");
+    if (!f->json)
       std::cout << "\nThe old key " << issued->record.rotated_from
                 << (grace.count() ? " keeps working for " + format_duration(grace)
                                   : " is revoked now")
                 << ".\n";
     return 0;
-  }
-  throw UsageError("unknown keys subcommand '" + sub +
-                   "' (create, list, show, update, revoke, rotate)");
+  });
 }
 
-}  // namespace keygate
+}  // namespace
+
+void add_keys_commands(CLI::App& app, Session& s) {
+  auto* keys = app.add_subcommand("keys", "manage API keys");
+  keys->require_subcommand(1);
+  s.add_config_option(*keys);
+  add_create(*keys, s);
+  add_list(*keys, s);
+  add_show(*keys, s);
+  add_update(*keys, s);
+  add_revoke(*keys, s);
+  add_rotate(*keys, s);
+  add_transfer_commands(*keys, s);
+}
+
+}  // namespace keygate::cli
