@@ -3,7 +3,11 @@ the Dockerfile's build stage is one script that CI runs natively; this checks
 the Dockerfile calls exactly that script and keeps the runtime image's promises."""
 import os
 import re
+import subprocess
+import tempfile
 import unittest
+
+from harness import KEYGATE, GatewayTest
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -75,6 +79,53 @@ class Dockerfile(unittest.TestCase):
         self.assertNotIn("ports:", api)
         self.assertIn('"127.0.0.1:8081:8081"', text)
         self.assertIn("env_file:", text)
+
+
+class SidecarConfig(GatewayTest):
+    """The image's baked-in config takes the admin address from the environment;
+    the Kubernetes example binds admin where Prometheus can scrape /metrics."""
+
+    def test_image_config_admin_listen_comes_from_the_environment(self):
+        path = os.path.join(ROOT, "docker", "keygate.sidecar.yaml")
+        with open(path) as f:
+            text = f.read()
+        # Default: every interface of the container (its loopback is unreachable from outside).
+        self.assertIn('listen: "${KEYGATE_ADMIN_LISTEN:-0.0.0.0:8081}"', text)
+        self.assertIn('token: "${KEYGATE_ADMIN_TOKEN:-}"', text)
+        # Run the image's config unchanged, its addresses set through the environment.
+        g = self.gateway(example=path)
+        r = g.request("GET", "/metrics", admin=True)
+        self.assertEqual(r.status, 200)
+        self.assertIn("keygate_", r.body.decode())
+        self.assertEqual(g.request("GET", "/v1/api-keys", admin=True).status, 401)  # token needed
+        self.assertEqual(g.admin("GET", "/v1/api-keys").status, 200)
+
+    def test_image_config_without_a_token_has_no_admin_listener(self):
+        path = os.path.join(ROOT, "docker", "keygate.sidecar.yaml")
+        g = self.gateway(example=path, start=False)
+        g.env["KEYGATE_ADMIN_TOKEN"] = ""
+        g.start()
+        with self.assertRaises(OSError):
+            g.request("GET", "/metrics", admin=True, timeout=2)
+
+    def test_k8s_example_is_scrapeable_and_its_config_valid(self):
+        with open(os.path.join(ROOT, "docker", "k8s-sidecar.yaml")) as f:
+            text = f.read()
+        block = re.search(r"keygate\.yaml: \|\n((?:    .*\n|\n)+)", text).group(1)
+        config = "".join(line[4:] + "\n" for line in block.splitlines())
+        self.assertRegex(config, r'admin: \{listen: "0\.0\.0\.0:8081"')
+        self.assertIn("- {name: admin, containerPort: 8081}", text)
+        self.assertIn('prometheus.io/port: "8081"', text)
+        self.assertIn("prometheus.io/path: /metrics", text)
+        service = text.split("kind: Service")[1].split("---")[0]
+        self.assertNotIn("8081", service)  # clients never reach the admin port
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = os.path.join(tmp, "keygate.yaml")
+            with open(cfg, "w") as f:
+                f.write(config)
+            p = subprocess.run([KEYGATE, "check-config", "-c", cfg], capture_output=True,
+                               text=True, timeout=60)
+        self.assertEqual((p.returncode, p.stdout), (0, "config OK\n"), p.stderr)
 
 
 if __name__ == "__main__":
