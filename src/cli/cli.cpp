@@ -238,6 +238,10 @@ int run_cli(int argc, char** argv) {
     return 2;
   }
 
+  if (!session.action) {  // every leaf command sets one; groups require a leaf
+    std::cerr << "error: a command is required (see 'keygate --help')\n";
+    return 2;
+  }
   try {
     return session.action();
   } catch (const UsageError& e) {

@@ -112,7 +112,7 @@ std::expected<KeySpec, Error> key_spec_from_json(const json& body, UnixMillis no
     spec.rate = *rate;
   }
   bool has_in = body.contains("expires_in") && !body["expires_in"].is_null();
-  if (body.contains("expires_at") && has_in)
+  if (body.contains("expires_at") && !body["expires_at"].is_null() && has_in)
     return std::unexpected(
         validation_error("expires_at", "give expires_at or expires_in, not both"));
   if (body.contains("expires_at")) {

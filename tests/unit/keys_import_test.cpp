@@ -61,6 +61,13 @@ TEST(ImportLine, AcceptsCreateFieldsAndExportedKeyObjects) {
   EXPECT_EQ(a->spec.rate, (Rate{600, std::chrono::minutes(1), 600}));
   EXPECT_EQ(a->spec.expires_at, kNow + 30LL * 86'400'000);
   EXPECT_FALSE(a->enabled);
+  // An exported line (expires_at: null) may get an expires_in.
+  auto c = line(R"({"name":"x","key":"abcdefghijklmnopqrst","expires_at":null,"expires_in":"1h"})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->spec.expires_at, kNow + 3'600'000);
+  EXPECT_EQ(field_of(line(R"({"name":"x","key":"abcdefghijklmnopqrst",
+                             "expires_at":"2030-01-01T00:00:00Z","expires_in":"1h"})")),
+            "expires_at");
   // An exported key object with sha256 added: its history is ignored.
   auto b = line(R"({"id":"key_x","prefix":"stv_a1b2c3","last4":"o5p6","name":"w","owner":null,
                     "scopes":[],"plan":null,"rate":{"requests":5,"period":"1s"},"allowed_ips":[],
