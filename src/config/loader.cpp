@@ -537,7 +537,7 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
   if (auto n = root["limits"]; n.IsDefined()) {
     if (r.mapping(n, "limits",
                   {"max_header_bytes", "max_body_bytes", "header_timeout", "idle_timeout",
-                   "max_connections"})) {
+                   "max_connections", "allow_encoded_slashes", "allow_underscores_in_headers"})) {
       r.get_int(n["max_header_bytes"], "limits.max_header_bytes", c.limits.max_header_bytes, 1024,
                 1 << 20);
       r.get_int(n["max_body_bytes"], "limits.max_body_bytes", c.limits.max_body_bytes, 0,
@@ -547,6 +547,10 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
       r.get_duration(n["idle_timeout"], "limits.idle_timeout", c.limits.idle_timeout, Millis(1));
       r.get_int(n["max_connections"], "limits.max_connections", c.limits.max_connections, 1,
                 1'000'000);
+      r.get_bool(n["allow_encoded_slashes"], "limits.allow_encoded_slashes",
+                 c.limits.allow_encoded_slashes);
+      r.get_bool(n["allow_underscores_in_headers"], "limits.allow_underscores_in_headers",
+                 c.limits.allow_underscores_in_headers);
     }
   }
   if (auto n = root["logging"]; n.IsDefined()) {

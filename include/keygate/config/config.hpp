@@ -131,6 +131,8 @@ struct Limits {
   Millis header_timeout{10000};
   Millis idle_timeout{60000};
   std::uint64_t max_connections = 10000;
+  bool allow_encoded_slashes = false;         // %2F/%5C kept encoded and opaque instead of 400
+  bool allow_underscores_in_headers = false;  // else header names with '_' are dropped
 };
 
 struct LoggingConfig {
