@@ -29,10 +29,16 @@ std::optional<Verdict> Pipeline::health(const RequestView& req, Context& ctx) co
   return Verdict{false, 200, R"({"success":true,"data":{"status":"ok"}})", false};
 }
 
-Verdict Pipeline::decide(const RequestView& req, Context& ctx) const {
+Verdict Pipeline::decide(const RequestView& sent, Context& ctx) const {
+  auto target = normalize_target(sent.target, {rt_.config.limits.allow_encoded_slashes});
+  if (!target) return reply(target.error(), ctx);
+  ctx.target = std::move(*target);
+  const RequestView req{sent.method, ctx.target.target, sent.fields};
   if (auto v = health(req, ctx)) return *v;
 
-  ctx.route = match_route(rt_.config.routes, req.method, req.path());
+  auto route = select_route(rt_.config.routes, req.method, req.path());
+  if (!route) return reply(route.error(), ctx);
+  ctx.route = *route;
   if (ctx.route && ctx.route->auth_none) return Verdict{true};
 
   if (auto e = extract_credential(req, rt_.config.auth, ctx)) return reply(*e, ctx);

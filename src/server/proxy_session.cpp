@@ -163,6 +163,15 @@ class ProxySession {
     const std::string method(req.method_string());  // short: no allocation
     std::string path;  // the target is rewritten before the access log is written
     if (log::access_enabled()) path = req.target().substr(0, req.target().find('?'));
+    if (auto err = check_framing(req, req.version())) {
+      // The body's extent is in doubt: never read on, or it becomes the next request.
+      Verdict v = pipeline.reply(*err, ctx);
+      Outcome o{v.status};
+      o.bytes_out = v.body.size();
+      co_await write_local(v, ctx, cfg, false, req.version());
+      finish(ctx, method, path, o, start);
+      co_return false;
+    }
     RequestView view{req.method_string(), req.target(), req};
     Verdict v = pipeline.decide(view, ctx);
     bool keep = req.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
@@ -211,7 +220,7 @@ class ProxySession {
     const Config& cfg = rt.config;
     auto& req = parser.get();
     const unsigned client_version = req.version();
-    const bool head = req.method() == http::verb::head;
+    const bool head = beast::iequals(req.method_string(), "HEAD");  // routes read `head` so too
     const bool websocket = beast::iequals(req[http::field::upgrade], "websocket");
 
     if (beast::iequals(req[http::field::expect], "100-continue")) {
@@ -225,7 +234,8 @@ class ProxySession {
         if (ec) co_return false;
       }
     }
-    req.target(rewrite_request(req, req.target(), ctx, rt, {stream_.tls() != nullptr, websocket}));
+    req.target(
+        rewrite_request(req, ctx.target.target, ctx, rt, {stream_.tls() != nullptr, websocket}));
     req.version(11);
 
     // Retry once, on a fresh connection, when a reused one fails before any

@@ -10,6 +10,7 @@
 
 #include "keygate/config/config.hpp"
 #include "keygate/keys/key_index.hpp"
+#include "keygate/proxy/normalize.hpp"
 #include "keygate/ratelimit/rate_limiter.hpp"
 
 namespace keygate {
@@ -18,7 +19,7 @@ using Fields = boost::beast::http::fields;
 
 struct RequestView {
   std::string_view method;
-  std::string_view target;  // path and query as sent
+  std::string_view target;  // path and query (as sent, or normalised once decide() ran)
   const Fields& fields;
   std::string_view path() const { return target.substr(0, target.find('?')); }
   std::string_view query() const {
@@ -35,6 +36,7 @@ struct Credential {
 struct Context {
   std::string request_id;
   std::string client_ip;
+  NormalizedTarget target;  // what routes matched and what goes upstream (SPEC §7)
   const Route* route = nullptr;
   std::optional<Credential> credential;
   std::optional<AuthKey> key;    // set once authenticated

@@ -2,6 +2,7 @@
 // The pipeline stages. Each reads the request and the Context and either lets
 // the request continue (nullopt) or returns the Error to answer with. None
 // touches a socket, so each is unit-tested without a network.
+#include <expected>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,9 +13,21 @@
 
 namespace keygate {
 
-// route: the first entry of `routes` matching method and path, or null.
+// framing (SPEC §7): 400 for a Transfer-Encoding other than one exact
+// `chunked` (any on HTTP/1.0) and for a missing or repeated Host on HTTP/1.1.
+// Beast's parser already refuses Content-Length values that disagree and
+// Content-Length together with chunked. The connection must close after it.
+std::optional<Error> check_framing(const Fields& fields, unsigned version);
+
+// route: the first entry of `routes` matching method (case-insensitively; GET
+// also covers HEAD) and the normalised path (case-sensitively), or null.
 const Route* match_route(const std::vector<Route>& routes, std::string_view method,
                          std::string_view path);
+// match_route, refusing (400 bad_path) a path whose lenient_reading selects
+// another route: `/v1/admin;x/y` must not dodge a rule on `/v1/admin/` at a
+// servlet upstream.
+std::expected<const Route*, Error> select_route(const std::vector<Route>& routes,
+                                                std::string_view method, std::string_view path);
 
 // credentials: the key from the first source that has one (sources in order);
 // 401 malformed for an empty Bearer, 401 conflict for two different keys.
