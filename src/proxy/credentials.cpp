@@ -45,39 +45,53 @@ std::string missing_key_message(const AuthConfig& auth) {
 
 std::optional<Error> extract_credential(const RequestView& req, const AuthConfig& auth,
                                         Context& ctx) {
+  // Every occurrence counts: a key in a repeated header is a key too, and two
+  // different ones are a conflict wherever they sit.
+  auto offer = [&](std::string_view value, const AuthSource& src) -> std::optional<Error> {
+    if (ctx.credential && ctx.credential->value != value)
+      return errors::auth("conflict", "Two different API keys were sent; send exactly one.");
+    if (!ctx.credential) ctx.credential = Credential{std::string(value), src};
+    return std::nullopt;
+  };
   for (const auto& src : auth.sources) {
-    std::optional<std::string_view> value;
     switch (src.kind) {
       case AuthSource::Kind::bearer: {
-        auto it = req.fields.find(boost::beast::http::field::authorization);
-        if (it == req.fields.end()) break;
-        std::string_view h = trim(it->value());
-        auto space = h.find(' ');
-        if (!boost::beast::iequals(h.substr(0, space), "bearer")) break;  // another scheme
-        value = space == std::string_view::npos ? std::string_view{} : trim(h.substr(space + 1));
-        if (value->empty())
-          return errors::auth("malformed",
-                              "Malformed Authorization header: 'Bearer' needs a key after it.");
+        auto [it, end] = req.fields.equal_range(boost::beast::http::field::authorization);
+        for (; it != end; ++it) {
+          std::string_view h = trim(it->value());
+          auto space = h.find(' ');
+          if (!boost::beast::iequals(h.substr(0, space), "bearer")) continue;  // another scheme
+          std::string_view value =
+              space == std::string_view::npos ? std::string_view{} : trim(h.substr(space + 1));
+          if (value.empty())
+            return errors::auth("malformed",
+                                "Malformed Authorization header: 'Bearer' needs a key after it.");
+          if (auto e = offer(value, src)) return e;
+        }
         break;
       }
       case AuthSource::Kind::header: {
-        auto it = req.fields.find(src.name);
-        if (it == req.fields.end()) break;
-        value = trim(it->value());
-        if (value->empty())
-          return errors::auth("malformed", "The " + src.name + " header is empty.");
+        auto [it, end] = req.fields.equal_range(src.name);
+        for (; it != end; ++it) {
+          std::string_view value = trim(it->value());
+          if (value.empty())
+            return errors::auth("malformed", "The " + src.name + " header is empty.");
+          if (auto e = offer(value, src)) return e;
+        }
         break;
       }
-      case AuthSource::Kind::query:
-        value = query_param(req.query(), src.name);
-        if (value && value->empty())
-          return errors::auth("malformed", "The " + src.name + " query parameter is empty.");
+      case AuthSource::Kind::query: {
+        std::string_view query = req.query();
+        while (auto value = query_param(query, src.name)) {
+          if (value->empty())
+            return errors::auth("malformed", "The " + src.name + " query parameter is empty.");
+          if (auto e = offer(*value, src)) return e;
+          // Look again after this occurrence (`?api_key=a&api_key=b`).
+          query.remove_prefix(static_cast<size_t>(value->data() + value->size() - query.data()));
+        }
         break;
+      }
     }
-    if (!value) continue;
-    if (ctx.credential && ctx.credential->value != *value)
-      return errors::auth("conflict", "Two different API keys were sent; send exactly one.");
-    if (!ctx.credential) ctx.credential = Credential{std::string(*value), src};
   }
   return std::nullopt;
 }

@@ -63,35 +63,104 @@ void remove_hop_by_hop(Fields& f) {
 
 namespace {
 
-std::string remove_query_param(std::string_view target, std::string_view name) {
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Header names compared as CGI/WSGI/PHP see them: case-insensitive, '_' read as '-'.
+bool same_name(std::string_view sent, std::string_view name) {
+  if (sent.size() != name.size()) return false;
+  for (size_t i = 0; i < sent.size(); ++i) {
+    auto fold = [](char c) {
+      return c == '_' ? '-' : c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    };
+    if (fold(sent[i]) != fold(name[i])) return false;
+  }
+  return true;
+}
+
+bool credential_header(std::string_view name, const AuthConfig& auth) {
+  if (same_name(name, "Authorization") || same_name(name, "X-Api-Key")) return true;
+  for (const auto& src : auth.sources)
+    if (src.kind == AuthSource::Kind::header && same_name(name, src.name)) return true;
+  return false;
+}
+
+// The credential in a header value: `<key>` or `<scheme> <key>` (Bearer, Token …).
+std::string_view credential_token(std::string_view value) {
+  value = trim(value);
+  auto space = value.find(' ');
+  return space == std::string_view::npos ? value : trim(value.substr(space + 1));
+}
+
+// Keys never reach the upstream (SPEC §7): a credential that is a keygate key
+// (format and checksum) or the one this request used is removed, on every
+// route; only the used one survives forward_credential. Basic and other
+// schemes pass.
+bool strip_credential(std::string_view token, const Context& ctx, const Runtime& rt) {
+  const bool used = ctx.credential && token == ctx.credential->value;
+  if (used) return !rt.config.auth.forward_credential;
+  return rt.key_format.well_formed(token);
+}
+
+std::string strip_query_credentials(std::string_view target, const Context& ctx,
+                                    const Runtime& rt) {
   auto q = target.find('?');
   if (q == std::string_view::npos) return std::string(target);
+  auto is_source = [&](std::string_view name) {
+    for (const auto& src : rt.config.auth.sources)
+      if (src.kind == AuthSource::Kind::query && src.name == name) return true;
+    return false;
+  };
   std::string out(target.substr(0, q));
   std::string_view query = target.substr(q + 1);
   std::string kept;
+  bool removed = false;
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
-    if (pair.substr(0, pair.find('=')) != name) {
+    auto eq = pair.find('=');
+    if (eq != std::string_view::npos && is_source(pair.substr(0, eq)) &&
+        strip_credential(pair.substr(eq + 1), ctx, rt)) {
+      removed = true;
+    } else {
       if (!kept.empty()) kept += '&';
       kept += pair;
     }
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
+  if (!removed) return std::string(target);  // untouched, byte for byte
   if (!kept.empty()) out += "?" + kept;
   return out;
 }
 
-void erase_prefixed(Fields& f, std::string_view prefix) {
-  std::vector<std::string> doomed;
-  for (const auto& field : f) {
-    std::string_view name = field.name_string();
-    if (name.size() >= prefix.size() &&
-        boost::beast::iequals(name.substr(0, prefix.size()), prefix))
-      doomed.emplace_back(name);
+// One pass over the client's fields: names with '_' (unless allowed), anything
+// that reads as an identity header (also with '_' for '-'), and keys in
+// credential headers.
+void strip_request_fields(Fields& f, const Context& ctx, const Runtime& rt) {
+  const Config& c = rt.config;
+  const std::string& prefix = c.identity_header_prefix;
+  for (auto it = f.begin(); it != f.end();) {
+    std::string_view name = it->name_string();
+    bool drop;
+    if (name.find('_') != std::string_view::npos && !c.limits.allow_underscores_in_headers)
+      drop = true;  // nginx's underscores_in_headers off
+    else if (name.size() >= prefix.size() && same_name(name.substr(0, prefix.size()), prefix))
+      drop = true;
+    else
+      drop = credential_header(name, c.auth) &&
+             strip_credential(credential_token(it->value()), ctx, rt);
+    it = drop ? f.erase(it) : std::next(it);
   }
-  for (const auto& n : doomed) f.erase(n);
+}
+
+bool has_query_source(const AuthConfig& auth) {
+  for (const auto& src : auth.sources)
+    if (src.kind == AuthSource::Kind::query) return true;
+  return false;
 }
 
 }  // namespace
@@ -107,24 +176,11 @@ std::string rewrite_request(Fields& f, std::string_view target, const Context& c
     f.set(http::field::upgrade, upgrade);
   }
 
-  std::string out_target(target);
-  if (ctx.credential && !c.auth.forward_credential) {
-    // Every source that carried the key goes, so the upstream never sees it.
-    for (const auto& src : c.auth.sources) {
-      if (src.kind == AuthSource::Kind::bearer) {
-        auto it = f.find(http::field::authorization);
-        if (it != f.end() && it->value().find(ctx.credential->value) != std::string_view::npos)
-          f.erase(http::field::authorization);
-      } else if (src.kind == AuthSource::Kind::header) {
-        f.erase(src.name);
-      } else {
-        out_target = remove_query_param(out_target, src.name);
-      }
-    }
-  }
+  strip_request_fields(f, ctx, rt);
+  std::string out_target =
+      has_query_source(c.auth) ? strip_query_credentials(target, ctx, rt) : std::string(target);
 
   const std::string& prefix = c.identity_header_prefix;
-  erase_prefixed(f, prefix);
   if (ctx.key) {
     f.set(prefix + "Key-Id", ctx.key->id());
     f.set(prefix + "Key-Name", ctx.key->name());
@@ -136,6 +192,8 @@ std::string rewrite_request(Fields& f, std::string_view target, const Context& c
   std::string xff(f["X-Forwarded-For"]);
   f.set("X-Forwarded-For", xff.empty() ? ctx.client_ip : xff + ", " + ctx.client_ip);
   f.set("X-Forwarded-Proto", info.client_tls ? "https" : "http");
+  // An absolute-form target names the host; its Host header is ignored (RFC 9112 §3.2.2).
+  if (!ctx.target.authority.empty()) f.set(http::field::host, ctx.target.authority);
   if (auto host = f.find(http::field::host); host != f.end())
     f.set("X-Forwarded-Host", host->value());
   else
