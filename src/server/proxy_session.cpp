@@ -20,6 +20,8 @@ using namespace boost::asio::experimental::awaitable_operators;
 namespace {
 
 constexpr std::uint32_t kUpstreamHeaderLimit = 64 * 1024;
+// How long a response head waits for its first body bytes before it goes alone.
+constexpr Millis kHeadHold{100};
 
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -270,7 +272,7 @@ class ProxySession {
       // Request: head, then the body as it arrives.
       RelayResult sent = co_await relay(stream_, buffer_, parser, conn->stream,
                                         wire::request_head(req), req.chunked(), chunk.get(),
-                                        cfg.limits.idle_timeout, cfg.upstream.timeout, o.bytes_in);
+                                        cfg.limits.idle_timeout, Millis(0), o.bytes_in);
       if (sent.read) {
         if (sent.read == http::error::body_limit) {
           Error err = errors::payload_too_large(cfg.limits.max_body_bytes);
@@ -342,42 +344,70 @@ class ProxySession {
     res.version(client_version);
     res.keep_alive(keep);
 
-    RelayResult got =
-        co_await relay(conn->stream, conn->buffer, *rp, stream_, wire::response_head(res),
-                       !no_body && res.chunked(), chunk.get(), cfg.upstream.timeout,
-                       cfg.limits.idle_timeout, o.bytes_out);
-    if (got.read) {  // too late for an error reply: cut the client off
-      svc_.metrics.count_upstream_error(timed_out(got.read) ? "timeout" : "reset");
-      ctx.reason = "upstream";
+    RelayResult got = co_await relay(conn->stream, conn->buffer, *rp, stream_,
+                                     wire::response_head(res), !no_body && res.chunked(),
+                                     chunk.get(), cfg.limits.idle_timeout, kHeadHold, o.bytes_out);
+    if (got.read) {
+      const bool timeout = timed_out(got.read);
+      svc_.metrics.count_upstream_error(timeout ? "timeout" : "reset");
+      if (!got.sent_any) {  // nothing reached the client yet: it gets a proper answer
+        Error err = timeout ? errors::upstream_timeout()
+                            : errors::upstream_error(
+                                  "The upstream service closed the connection before its "
+                                  "response was complete.");
+        co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
+      }
+      ctx.reason = "upstream";  // too late for an error reply: cut the client off
       co_return false;
     }
     if (got.write) co_return false;
 
-    if (upstream_reusable) w_.pool.release(std::move(conn), cfg.upstream);
+    // Only an exchange read exactly to its end is pooled (the pool then checks
+    // that nothing follows it): no client ever reads another one's bytes.
+    if (upstream_reusable && rp->is_done()) w_.pool.release(std::move(conn), cfg.upstream);
     co_return keep;
   }
 
   struct RelayResult {
     boost::system::error_code read, write;  // which side failed, if one did
+    bool sent_any = false;                  // some byte went to `to`
   };
 
-  // `head`, then the body chunk by chunk as `parser` reads it from `from`
-  // (re-chunked when `chunked`), each write one gather of at most five buffers.
+  // `head`, then the body as `parser` reads it from `from`: whatever has arrived
+  // is forwarded at once (re-chunked when `chunked`), so event streams flow,
+  // with `idle` as the limit between bytes. Each write is one gather of at most
+  // five buffers. When no body byte came with the head, the head waits up to
+  // `head_hold` for the first ones (one write instead of two, and a reset right
+  // after the head still gets a clean 502) and then goes alone.
   // Used both ways: client -> upstream and upstream -> client.
   template <class Parser>
   awaitable<RelayResult> relay(Stream& from, beast::flat_buffer& from_buffer, Parser& parser,
-                               Stream& to, std::string head, bool chunked, char* chunk,
-                               Millis read_timeout, Millis write_timeout, std::uint64_t& bytes) {
+                               Stream& to, std::string head, bool chunked, char* chunk, Millis idle,
+                               Millis head_hold, std::uint64_t& bytes) {
     auto& body = parser.get().body();
     RelayResult r;
-    bool first = true;
+    bool head_pending = true;
+    if (!parser.is_done() && from_buffer.size() == 0 && !from.tls_buffered()) {
+      bool readable = false;
+      if (head_hold.count() > 0) readable = co_await wait_readable(from, head_hold);
+      if (!readable) {
+        to.expires_after(idle);
+        auto [wec, wn] = co_await asio::async_write(to, asio::buffer(head), use_tuple);
+        if (wec) {
+          r.write = wec;
+          co_return r;
+        }
+        r.sent_any = true;
+        head_pending = false;
+      }
+    }
     for (bool done = false; !done;) {
       size_t n = 0;
       if (!parser.is_done()) {
         body.data = chunk;
         body.size = ChunkPool::kChunk;
-        from.expires_after(read_timeout);
-        auto [ec, rn] = co_await http::async_read(from, from_buffer, parser, use_tuple);
+        from.expires_after(idle);
+        auto [ec, rn] = co_await http::async_read_some(from, from_buffer, parser, use_tuple);
         if (ec && ec != http::error::need_buffer) {
           r.read = ec;
           co_return r;
@@ -387,19 +417,28 @@ class ProxySession {
       }
       done = parser.is_done();
       wire::Frame frame;
-      if (first) frame.head(head);
+      if (head_pending) frame.head(head);
+      head_pending = false;
       frame.data(chunk, n, chunked);
       if (done && chunked) frame.last_chunk();
-      first = false;
       if (frame.empty()) continue;
-      to.expires_after(write_timeout);
+      to.expires_after(idle);
       auto [wec, wn] = co_await asio::async_write(to, frame.buffers(), use_tuple);
       if (wec) {
         r.write = wec;
         co_return r;
       }
+      r.sent_any = true;
     }
     co_return r;
+  }
+
+  // True when `s` has bytes (or an error, or EOF) to read within `hold`.
+  static awaitable<bool> wait_readable(Stream& s, Millis hold) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, hold);
+    auto first = co_await (s.socket().async_wait(tcp::socket::wait_read, use_tuple) ||
+                           timer.async_wait(use_tuple));
+    co_return first.index() == 0;
   }
 
   // After a 101 from the upstream: the 101 head to the client, then bytes both

@@ -34,6 +34,13 @@ class Stream {
     tcp().expires_after(d);
   }
   void expires_never() { tcp().expires_never(); }
+  // Bytes received but held inside the TLS layer (decrypted or not), which a
+  // look at the socket does not show.
+  bool tls_buffered() {
+    if (!tls_) return false;
+    SSL* ssl = tls_->native_handle();
+    return SSL_pending(ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0;
+  }
   void close() { tcp().close(); }
 
   template <class MutableBuffers, class Token>

@@ -12,11 +12,14 @@ using namespace net;
 
 namespace {
 constexpr auto kMaxIdleAge = std::chrono::seconds(30);
-constexpr auto kPeekAfterIdle = std::chrono::seconds(1);
 
-// An idle connection the upstream has closed (EOF) or that has stray bytes is
-// not reusable. MSG_PEEK|MSG_DONTWAIT answers without blocking.
-bool still_usable(UpstreamConn& c) {
+// A connection is reusable only when nothing is waiting on it: no byte left in
+// its buffer or inside TLS, and the kernel has neither data nor EOF for it
+// (MSG_PEEK|MSG_DONTWAIT answers without blocking). Stray bytes are an upstream
+// that sent more than its response declared (a body on a HEAD reply, bytes
+// after Content-Length): reused, they would be the next client's response.
+bool nothing_pending(UpstreamConn& c) {
+  if (c.buffer.size() > 0 || c.stream.tls_buffered()) return false;
   char b;
   ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -51,10 +54,9 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
   while (!fresh && !idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
-    // A connection idle for a moment is almost surely alive (and the session
-    // retries once if it was not); after a longer idle, ask the kernel first.
-    auto idle = now - c->idle_since;
-    if (idle < kMaxIdleAge && (idle < kPeekAfterIdle || still_usable(*c))) {
+    // Checked before every reuse, however short the idle: bytes may have
+    // arrived since the release.
+    if (now - c->idle_since < kMaxIdleAge && nothing_pending(*c)) {
       c->reused = true;
       co_return c;
     }
@@ -100,11 +102,10 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg) {
-  if (cfg.max_idle_connections == 0) return;
+  if (cfg.max_idle_connections == 0 || !nothing_pending(*c)) return;  // closed
   if (idle_.size() >= static_cast<size_t>(cfg.max_idle_connections)) idle_.pop_front();
   c->stream.expires_never();
   c->idle_since = std::chrono::steady_clock::now();
-  c->buffer.clear();
   idle_.push_back(std::move(c));
 }
 

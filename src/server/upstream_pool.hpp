@@ -1,8 +1,8 @@
 #pragma once
 // Keep-alive connections to the upstream, one pool per I/O thread (no locks).
-// A connection is reused only after an exchange that ended cleanly, and is
-// checked for a pending close before reuse after an idle moment (Pingora's
-// rules). https:// upstreams get TLS with SNI and host-name verification.
+// A connection is pooled only after a response read exactly to its end, and
+// only while nothing follows it: checked at release and again before every
+// reuse (SPEC §7). https:// upstreams get TLS with SNI and host-name verification.
 #include <chrono>
 #include <deque>
 #include <memory>
