@@ -66,6 +66,10 @@ awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const 
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (ec) {
       if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+      log::warn("admin accept failed", {{"error", ec.message()}});
+      // Out of descriptors (EMFILE) fails again at once: back off, don't spin.
+      asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+      co_await t.async_wait(use_tuple);
       continue;
     }
     asio::co_spawn(acceptor.get_executor(),
