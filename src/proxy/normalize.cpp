@@ -110,12 +110,21 @@ std::expected<NormalizedTarget, Error> normalize_target(std::string_view target,
   if (raw_path.find_first_of("\\#") != std::string_view::npos)
     return std::unexpected(bad_path("The path holds a raw '\\' or '#'."));
   // Raw bytes RFC 3986 does not allow in a path (UTF-8, '"', '|', '[' …) are
-  // percent-encoded, as Envoy does; existing escapes are left for the walk below.
-  static constexpr auto kKept = urls::pchars + '/' + '%';
+  // percent-encoded, as Envoy does; existing escapes are left for the walk
+  // below (so the text between them is encoded, and each '%' copied).
+  static constexpr auto kPathChars = urls::pchars + '/';
   std::string canonical;
-  if (urls::grammar::find_if_not(raw_path.data(), raw_path.data() + raw_path.size(), kKept) !=
-      raw_path.data() + raw_path.size()) {
-    canonical = urls::encode(raw_path, kKept);
+  const char* end = raw_path.data() + raw_path.size();
+  if (urls::grammar::find_if_not(raw_path.data(), end, kPathChars + '%') != end) {
+    for (std::string_view rest = raw_path;;) {
+      const std::string_view part = rest.substr(0, rest.find('%'));
+      const size_t at = canonical.size(), n = urls::encoded_size(part, kPathChars);
+      canonical.resize(at + n);
+      urls::encode(canonical.data() + at, n, part, kPathChars);
+      if (part.size() == rest.size()) break;
+      canonical += '%';
+      rest.remove_prefix(part.size() + 1);
+    }
     raw_path = canonical;
   }
   auto segments = urls::parse_path(raw_path);
