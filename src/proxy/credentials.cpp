@@ -1,5 +1,4 @@
-#include <boost/beast/core/string.hpp>
-
+#include "keygate/core/ascii.hpp"
 #include "keygate/proxy/stages.hpp"
 
 namespace keygate {
@@ -60,7 +59,7 @@ std::optional<Error> extract_credential(const RequestView& req, const AuthConfig
         for (; it != end; ++it) {
           std::string_view h = trim(it->value());
           auto space = h.find(' ');
-          if (!boost::beast::iequals(h.substr(0, space), "bearer")) continue;  // another scheme
+          if (!ascii_iequals(h.substr(0, space), "bearer")) continue;  // another scheme
           std::string_view value =
               space == std::string_view::npos ? std::string_view{} : trim(h.substr(space + 1));
           if (value.empty())

@@ -2,9 +2,10 @@
 
 #include <openssl/rand.h>
 
-#include <boost/beast/core/string.hpp>
 #include <random>
 #include <vector>
+
+#include "keygate/core/ascii.hpp"
 
 namespace keygate {
 
@@ -44,10 +45,8 @@ void remove_hop_by_hop(Fields& f) {
       std::string_view tok = v.substr(0, comma);
       while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
       while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
-      if (!tok.empty() && !boost::beast::iequals(tok, "close") &&
-          !boost::beast::iequals(tok, "keep-alive") &&
-          !boost::beast::iequals(tok, "transfer-encoding") &&
-          !boost::beast::iequals(tok, "content-length"))
+      if (!tok.empty() && !ascii_iequals(tok, "close") && !ascii_iequals(tok, "keep-alive") &&
+          !ascii_iequals(tok, "transfer-encoding") && !ascii_iequals(tok, "content-length"))
         named.emplace_back(tok);
       if (comma == std::string_view::npos) break;
       v.remove_prefix(comma + 1);
@@ -73,9 +72,7 @@ std::string_view trim(std::string_view s) {
 bool same_name(std::string_view sent, std::string_view name) {
   if (sent.size() != name.size()) return false;
   for (size_t i = 0; i < sent.size(); ++i) {
-    auto fold = [](char c) {
-      return c == '_' ? '-' : c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-    };
+    auto fold = [](char c) { return c == '_' ? '-' : ascii_lower(c); };
     if (fold(sent[i]) != fold(name[i])) return false;
   }
   return true;

@@ -1,5 +1,4 @@
-#include <boost/beast/core/string.hpp>
-
+#include "keygate/core/ascii.hpp"
 #include "keygate/proxy/stages.hpp"
 
 namespace keygate {
@@ -23,7 +22,7 @@ std::optional<Error> check_framing(const Fields& fields, unsigned version) {
     std::string_view v = te.first->value();
     while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-    if (version < 11 || std::next(te.first) != te.second || !boost::beast::iequals(v, "chunked"))
+    if (version < 11 || std::next(te.first) != te.second || !ascii_iequals(v, "chunked"))
       return bad_framing("Transfer-Encoding must be exactly 'chunked'.");
   }
   // RFC 9112 §3.2: exactly one Host on HTTP/1.1; two let the gateway and the

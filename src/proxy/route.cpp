@@ -1,6 +1,6 @@
 #include <algorithm>
-#include <boost/beast/core/string.hpp>
 
+#include "keygate/core/ascii.hpp"
 #include "keygate/proxy/normalize.hpp"
 #include "keygate/proxy/stages.hpp"
 
@@ -15,9 +15,9 @@ bool method_listed(const Route& r, std::string_view method) {
   if (r.methods.empty()) return true;
   auto listed = [&](std::string_view m) {
     return std::any_of(r.methods.begin(), r.methods.end(),
-                       [&](const std::string& x) { return boost::beast::iequals(x, m); });
+                       [&](const std::string& x) { return ascii_iequals(x, m); });
   };
-  return listed(method) || (boost::beast::iequals(method, "HEAD") && listed("GET"));
+  return listed(method) || (ascii_iequals(method, "HEAD") && listed("GET"));
 }
 
 }  // namespace

@@ -2,8 +2,7 @@
 // locally or relay to the upstream, streaming bodies both ways in fixed-size
 // chunks (never buffering a whole body). Stages never see a socket; this file
 // is the only place of the proxy that does I/O.
-#include <boost/beast/core/string.hpp>
-
+#include "keygate/core/ascii.hpp"
 #include "keygate/observe/log.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/stages.hpp"
@@ -222,10 +221,10 @@ class ProxySession {
     const Config& cfg = rt.config;
     auto& req = parser.get();
     const unsigned client_version = req.version();
-    const bool head = beast::iequals(req.method_string(), "HEAD");  // routes read `head` so too
-    const bool websocket = beast::iequals(req[http::field::upgrade], "websocket");
+    const bool head = ascii_iequals(req.method_string(), "HEAD");  // routes read `head` so too
+    const bool websocket = ascii_iequals(req[http::field::upgrade], "websocket");
 
-    if (beast::iequals(req[http::field::expect], "100-continue")) {
+    if (ascii_iequals(req[http::field::expect], "100-continue")) {
       // We answer the expectation ourselves once the key is accepted; the
       // upstream then receives an ordinary request with a body.
       req.erase(http::field::expect);

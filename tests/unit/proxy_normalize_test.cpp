@@ -296,6 +296,11 @@ routes:
   EXPECT_EQ(match_route(c->routes, "GET", "/v1/admin/x"), nullptr);
   EXPECT_NE(match_route(c->routes, "HEAD", "/v1/reports/1"), nullptr);
   EXPECT_NE(match_route(c->routes, "head", "/v1/reports/1"), nullptr);
+  // A method in an exact-size heap buffer, as Beast stores an unknown one:
+  // under ASan this fails if the comparison reads past it.
+  const std::vector<char> lower{'p', 'o', 's', 't'};
+  EXPECT_NE(match_route(c->routes, std::string_view(lower.data(), lower.size()), "/v1/admin/x"),
+            nullptr);
   EXPECT_EQ(match_route(c->routes, "POST", "/V1/admin/x"), nullptr);  // paths: case-sensitive
   EXPECT_EQ(match_route(c->routes, "POST", "/Docs"), nullptr);
 }
