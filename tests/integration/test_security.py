@@ -441,6 +441,12 @@ class AdminAcceptBackoff(SecurityTest):
             g = self.gateway_to(self.upstream.server_port, {})
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with open(f"/proc/{g.proc.pid}/maps") as f:
+            maps = f.read()
+        if "libasan" in maps or "libubsan" in maps:
+            # UBSan's vptr check opens a pipe to probe memory: out of
+            # descriptors it reports a false error and aborts the process.
+            self.skipTest("the sanitizers themselves need free descriptors")
         clients = []
         self.addCleanup(lambda: [c.close() for c in clients])
         for _ in range(120):  # more than keygate can accept: the rest wait in the backlog
@@ -455,7 +461,7 @@ class AdminAcceptBackoff(SecurityTest):
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
         before, t0 = cpu_seconds(), time.monotonic()
-        time.sleep(1.0)  # a measuring window, not a wait for state
+        time.sleep(2.0)  # a measuring window, not a wait for state
         used = cpu_seconds() - before
         window = time.monotonic() - t0
         self.assertLess(used, 0.1 * window, f"{used:.2f} s of CPU in {window:.2f} s: spinning")
