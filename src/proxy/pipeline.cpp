@@ -29,28 +29,50 @@ std::optional<Verdict> Pipeline::health(const RequestView& req, Context& ctx) co
   return Verdict{false, 200, R"({"success":true,"data":{"status":"ok"}})", false};
 }
 
-Verdict Pipeline::decide(const RequestView& sent, Context& ctx) const {
+Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
   auto target = normalize_target(sent.target, {rt_.config.limits.allow_encoded_slashes});
-  if (!target) return reply(target.error(), ctx);
+  if (!target) return {reply(target.error(), ctx)};
   ctx.target = std::move(*target);
   const RequestView req{sent.method, ctx.target.target, sent.fields};
-  if (auto v = health(req, ctx)) return *v;
+  if (auto v = health(req, ctx)) return {*v};
 
   auto route = select_route(rt_.config.routes, req.method, req.path());
-  if (!route) return reply(route.error(), ctx);
+  if (!route) return {reply(route.error(), ctx)};
   ctx.route = *route;
-  if (ctx.route && ctx.route->auth_none) return Verdict{true};
+  if (ctx.route && ctx.route->auth_none) return {Verdict{true}};
 
-  if (auto e = extract_credential(req, rt_.config.auth, ctx)) return reply(*e, ctx);
+  if (auto e = extract_credential(req, rt_.config.auth, ctx)) return {reply(*e, ctx)};
   UnixMillis now = now_millis();
   if (auto e = authenticate(rt_, index_, ctx, now)) {
+    Admission refused{reply(*e, ctx)};
     // A 403 goes to an authenticated key: it still gets its rate-limit headers.
-    if (ctx.key) ctx.rate = limiter_.peek(ctx.policy, ctx.key->id(), ctx.key->owner());
-    return reply(*e, ctx);
+    if (ctx.key) refused.rate = RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), false};
+    return refused;
   }
   if (usage_ && ctx.usage_due) usage_->record({std::string(ctx.key->id()), now, ctx.client_ip});
-  if (auto e = rate_limit(limiter_, ctx)) return reply(*e, ctx);
-  return Verdict{true};
+  if (!ctx.policy.rate) return {Verdict{true}};  // unlimited plan: nothing to ask
+  return {Verdict{true}, RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), true}};
+}
+
+Verdict Pipeline::apply_rate(const RateOutcome& outcome, Context& ctx, Verdict admitted) const {
+  ctx.rate = outcome.decision;
+  if (!admitted.forward) return admitted;  // a refusal that only wanted the headers
+  if (outcome.unavailable) {
+    return reply(errors::unavailable("rate_limit_unavailable",
+                                     "Rate limiting is unavailable; try again shortly."),
+                 ctx);
+  }
+  if (auto e = rate_limited_error(ctx)) return reply(*e, ctx);
+  return admitted;
+}
+
+Verdict Pipeline::decide(const RequestView& req, Context& ctx) const {
+  Admission a = admit(req, ctx);
+  if (!a.rate) return std::move(a.verdict);
+  std::optional<RateOutcome> now = limits_.try_decide(*a.rate);
+  RateOutcome outcome;
+  outcome.unavailable = !now;
+  return apply_rate(now ? *now : outcome, ctx, std::move(a.verdict));
 }
 
 }  // namespace keygate

@@ -18,8 +18,7 @@ RatePolicy resolve_policy(const AuthKey& key, const Config& config) {
   return p;
 }
 
-std::optional<Error> rate_limit(RateLimiter& limiter, Context& ctx) {
-  ctx.rate = limiter.take(ctx.policy, ctx.key->id(), ctx.key->owner());
+std::optional<Error> rate_limited_error(const Context& ctx) {
   if (!ctx.rate || ctx.rate->allowed) return std::nullopt;
   Error e = errors::rate_limited(std::max<std::int64_t>(1, ceil_seconds(ctx.rate->retry_ns)));
   e.reset_after = ceil_seconds(ctx.rate->reset_ns);

@@ -141,6 +141,7 @@ int serve(Config config) {
     tcp::endpoint ep = resolve_listen(config.listen);
     for (int i = 0; i < n; ++i) {
       workers.push_back(std::make_unique<Worker>(rt));
+      workers.back()->limits = std::make_unique<LocalBackend>(limiter);
       workers.back()->tls = server_tls;
       acceptors.push_back(open_acceptor(workers.back()->ioc, ep, true));
       if (i == 0) ep.port(acceptors[0]->local_endpoint().port());  // port 0: share the one picked

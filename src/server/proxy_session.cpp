@@ -139,7 +139,7 @@ class ProxySession {
 
     Context ctx;
     ctx.client_ip = client_ip_;
-    Pipeline pipeline(*rt, svc_.index, svc_.limiter, &svc_.usage, svc_.state);
+    Pipeline pipeline(*rt, svc_.index, *w_.limits, &svc_.usage, svc_.state);
     if (ec) {
       // A slow or vanished client is just cut off; a malformed one gets told why.
       if (timed_out(ec) || ec == asio::error::eof || ec == http::error::end_of_stream ||
@@ -174,7 +174,18 @@ class ProxySession {
       co_return false;
     }
     RequestView view{req.method_string(), req.target(), req};
-    Verdict v = pipeline.decide(view, ctx);
+    Admission admission = pipeline.admit(view, ctx);
+    Verdict v = std::move(admission.verdict);
+    if (admission.rate) {
+      // A shared backend may need a round trip; the local one answers at once.
+      std::optional<RateOutcome> at_once = w_.limits->try_decide(*admission.rate);
+      RateOutcome outcome;
+      if (at_once)
+        outcome = *at_once;
+      else
+        outcome = co_await w_.limits->async_decide(*admission.rate, asio::use_awaitable);
+      v = pipeline.apply_rate(outcome, ctx, std::move(v));
+    }
     bool keep = req.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
     if (!v.forward) {
       bool body_pending = !parser.is_done();  // unread body: the connection cannot continue

@@ -10,6 +10,7 @@
 #include "keygate/observe/metrics.hpp"
 #include "keygate/proxy/pipeline.hpp"
 #include "keygate/proxy/runtime.hpp"
+#include "keygate/ratelimit/backend.hpp"
 #include "keygate/ratelimit/rate_limiter.hpp"
 #include "server/upstream_pool.hpp"
 
@@ -52,6 +53,8 @@ struct Worker {
   net::asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   RuntimePtr runtime;  // only touched on this thread (reload posts the swap here)
   UpstreamPool pool;
+  // This thread's way to the buckets (local table, or a shared backend's connection).
+  std::unique_ptr<RateLimitBackend> limits;
   std::shared_ptr<net::asio::ssl::context> tls;  // set: the listener speaks HTTPS
   // Sockets of connections waiting for their next request: closed on drain.
   std::list<net::beast::tcp_stream*> idle_streams;

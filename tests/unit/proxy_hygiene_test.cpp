@@ -228,11 +228,15 @@ namespace {
 
 struct World {
   explicit World(const std::string& yaml)
-      : rt(config(yaml)), limiter(clock), pipeline(rt, index, limiter, nullptr, state) {}
+      : rt(config(yaml)),
+        limiter(clock),
+        limits(limiter),
+        pipeline(rt, index, limits, nullptr, state) {}
   Runtime rt;
   KeyIndex index;
   ManualClock clock;
   RateLimiter limiter;
+  LocalBackend limits;
   GatewayState state;
   Pipeline pipeline;
 

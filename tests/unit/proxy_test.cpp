@@ -22,11 +22,15 @@ Config config(const std::string& yaml) {
 // A tiny world: a runtime, an index with keys in every state, a limiter.
 struct World {
   explicit World(const std::string& yaml = "")
-      : rt(config(yaml)), limiter(clock), pipeline(rt, index, limiter, nullptr, state) {}
+      : rt(config(yaml)),
+        limiter(clock),
+        limits(limiter),
+        pipeline(rt, index, limits, nullptr, state) {}
   Runtime rt;
   KeyIndex index;
   ManualClock clock;
   RateLimiter limiter;
+  LocalBackend limits;
   GatewayState state;
   Pipeline pipeline;
 

@@ -1,8 +1,10 @@
 #pragma once
 // The request path, top to bottom:
 //   health -> route -> credentials -> authenticate/authorize -> rate-limit -> forward
-// decide() runs every stage up to forwarding and says whether to forward or
-// what to answer locally. The session does the I/O around it.
+// admit() runs every stage before the rate limit; when it hands back a
+// RateQuery, the session asks the rate-limit backend (at once, or by awaiting a
+// shared backend) and apply_rate() finishes the verdict. decide() is both for
+// backends that always answer at once. The session does the I/O around it.
 #include <atomic>
 #include <string>
 
@@ -11,7 +13,7 @@
 #include "keygate/observe/metrics.hpp"
 #include "keygate/proxy/context.hpp"
 #include "keygate/proxy/runtime.hpp"
-#include "keygate/ratelimit/rate_limiter.hpp"
+#include "keygate/ratelimit/backend.hpp"
 
 namespace keygate {
 
@@ -34,13 +36,28 @@ struct Verdict {
   bool www_authenticate = false;
 };
 
+// What admit() decided, and the rate-limit question still open, if any: take a
+// token before forwarding (consume), or only look (the headers of a 403 to a
+// valid key). The query's strings point into ctx.key.
+struct Admission {
+  Verdict verdict;
+  std::optional<RateQuery> rate;
+};
+
 class Pipeline {
  public:
-  Pipeline(const Runtime& rt, const KeyIndex& index, RateLimiter& limiter, UsageSink* usage,
+  Pipeline(const Runtime& rt, const KeyIndex& index, RateLimitBackend& limits, UsageSink* usage,
            const GatewayState& state)
-      : rt_(rt), index_(index), limiter_(limiter), usage_(usage), state_(state) {}
+      : rt_(rt), index_(index), limits_(limits), usage_(usage), state_(state) {}
 
+  Admission admit(const RequestView& req, Context& ctx) const;
+  // The backend's answer to admission.rate: a 429, a 503 (shared limits
+  // unreachable with on_error: closed), or the admitted verdict.
+  Verdict apply_rate(const RateOutcome& outcome, Context& ctx, Verdict admitted) const;
+  // admit + apply_rate for a backend that answers at once (tests, tools);
+  // an answer it cannot give now counts as unavailable.
   Verdict decide(const RequestView& req, Context& ctx) const;
+  RateLimitBackend& limits() const { return limits_; }
   // Renders a local error (also used by the session for 413/431/502/504).
   Verdict reply(const Error& e, Context& ctx) const;
 
@@ -48,7 +65,7 @@ class Pipeline {
   std::optional<Verdict> health(const RequestView& req, Context& ctx) const;
   const Runtime& rt_;
   const KeyIndex& index_;
-  RateLimiter& limiter_;
+  RateLimitBackend& limits_;
   UsageSink* usage_;
   const GatewayState& state_;
 };

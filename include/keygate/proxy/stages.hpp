@@ -45,8 +45,9 @@ inline constexpr UnixMillis kUsageReportInterval = 5000;
 // and its rate: the key's own override first, then the plan's.
 RatePolicy resolve_policy(const AuthKey& key, const Config& config);
 
-// rate-limit: one token from the key's (or owner's) bucket.
-std::optional<Error> rate_limit(RateLimiter& limiter, Context& ctx);
+// rate-limit: the 429 for the backend's decision in ctx.rate (the token was
+// taken from the key's or owner's bucket by the backend), if it refused.
+std::optional<Error> rate_limited_error(const Context& ctx);
 
 // Response headers for a key-authenticated request (X-RateLimit-*, IETF, Retry-After).
 void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Fields& out,
