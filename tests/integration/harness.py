@@ -1,28 +1,216 @@
 """Starts the real keygate binary against a real upstream and a real SQLite
 file in a temp folder, and speaks HTTP to it. Every wait is bounded."""
+import hashlib
+import hmac
 import http.client
 import json
 import os
+import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
+import zlib
 
 import upstream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "..", "..", "config", "examples")
-KEYGATE = os.environ.get("KEYGATE_BIN") or os.path.join(HERE, "..", "..", "build", "keygate")
+KEYGATE = os.path.abspath(os.environ.get("KEYGATE_BIN") or os.path.join(HERE, "..", "..", "build", "keygate"))
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
 def free_port():
+    """A port that was free a moment ago. Racy (another test may take it before
+    it is used): prefer `listen: 127.0.0.1:0` (Gateway does that) or a socket
+    you keep (ClosedPort, Blackhole, RawUpstream)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class ClosedPort:
+    """A loopback port bound but not listening, held for the test: connecting
+    to it is refused (RST), and no other process can take it meanwhile."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+
+class Blackhole:
+    """A loopback port whose accept queue is full and never drained: the
+    kernel drops further SYNs, so a connect to it hangs until the caller's
+    own timeout (the TCP handshake never completes). Still loopback only."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        for _ in range(8):  # listen(0) queues one connection; fill until a connect hangs
+            c = socket.socket()
+            c.settimeout(0.5)
+            try:
+                c.connect(("127.0.0.1", self.port))
+                self.fillers.append(c)
+            except OSError:
+                c.close()
+                return
+        raise AssertionError("could not fill the accept queue of the blackhole port")
+
+    def close(self):
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
+
+def read_head(conn):
+    """Reads from a socket until the end of an HTTP head; returns (head, rest)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        part = conn.recv(65536)
+        if not part:
+            break
+        data += part
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+class RawUpstream:
+    """A scripted upstream on 127.0.0.1:<port 0>: every accepted connection
+    is handed to `handler(conn, head)` in its own thread once a request head
+    has arrived. `requests` counts heads received; `arrived` is set at each.
+    `release` is an Event handlers may wait on (see hold())."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.conns = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.closed:
+                    conn.close()
+                    return
+                self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            head, _ = read_head(conn)
+            if not head:
+                return
+            with self.lock:
+                self.requests += 1
+            self.arrived.set()
+            self.handler(self, conn, head)
+        except OSError:
+            pass
+
+    def close(self):
+        self.release.set()
+        with self.lock:
+            self.closed = True
+            conns, self.conns = self.conns, []
+        self.sock.close()
+        for c in conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    # Handlers.
+    @staticmethod
+    def reset(up, conn, head):
+        """Closes with a TCP RST, before sending a byte."""
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.close()
+
+    @staticmethod
+    def malformed(up, conn, head):
+        conn.sendall(b"HTTP/1.1 two hundred OK\r\nContent-Length: 2\r\n\r\nhi")
+        up.release.wait(30)
+
+    @staticmethod
+    def hold(up, conn, head):
+        """Answers 200 only once `release` is set (or never, if the test ends first)."""
+        if up.release.wait(120):
+            body = b'{"held": true}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def exchange(port, data, timeout=10.0, until_close=True):
+    """Sends raw bytes; returns (everything read, closed) where `closed` is
+    True when the peer closed (EOF or reset) and False when `timeout` passed
+    first. A gateway that accepts and hangs therefore shows as closed=False."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return b"", True
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                part = s.recv(65536)
+            except socket.timeout:
+                return out, False
+            except ConnectionResetError:
+                return out, True
+            if not part:
+                return out, True
+            out += part
+            if not until_close and b"\r\n\r\n" in out:
+                return out, False
+        return out, False
+
+
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def wellformed_key(head="kg_live_"):
+    """A key of the right shape and checksum that no store holds (SPEC §2)."""
+    body = "".join(random.choice(B62) for _ in range(32))
+    v = zlib.crc32((head + body).encode())
+    check = ""
+    for _ in range(6):
+        check = B62[v % 62] + check
+        v //= 62
+    return head + body + check
+
+
+def key_hash(key, pepper=None):
+    """What the store must hold for `key`: SHA-256, or HMAC-SHA-256 with the pepper."""
+    if pepper is None:
+        return hashlib.sha256(key.encode()).digest()
+    return hmac.new(pepper.encode(), key.encode(), hashlib.sha256).digest()
 
 
 def wait_until(pred, timeout=10.0, step=0.02):
@@ -49,20 +237,22 @@ class Response:
 
 class Gateway:
     """One keygate process. `config` is merged over a minimal test config and
-    written as JSON (valid YAML)."""
+    written as JSON (valid YAML). Both listeners bind port 0; the ports the
+    kernel picked are read from the "listening" and "admin API listening" log
+    lines at start (so `port` and `admin_port` are set once started)."""
 
     def __init__(self, upstream_port, config=None, tmp=None, env=None, example=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="kg-test-")
-        self.port = free_port()
-        self.admin_port = free_port()
+        self.port = None
+        self.admin_port = None
         self.db = os.path.join(self.tmp, "keygate.db")
         self.config = {
-            "listen": f"127.0.0.1:{self.port}",
+            "listen": "127.0.0.1:0",
             "threads": 2,
             "upstream": {"url": f"http://127.0.0.1:{upstream_port}", "timeout": "5s",
                          "connect_timeout": "1s"},
             "store": {"sqlite": self.db},
-            "admin": {"listen": f"127.0.0.1:{self.admin_port}", "token": ADMIN_TOKEN},
+            "admin": {"listen": "127.0.0.1:0", "token": ADMIN_TOKEN},
             "shutdown_timeout": "5s",
         }
         if os.environ.get("KEYGATE_TEST_STORE") == "postgres":  # the same tests on PostgreSQL
@@ -80,10 +270,12 @@ class Gateway:
             # An example file is used exactly as shipped; only what it reads from
             # the environment (addresses, store, token) is set.
             self.config_path = example
-            self.env.update({"KEYGATE_LISTEN": f"127.0.0.1:{self.port}",
+            self.env.update({"KEYGATE_LISTEN": "127.0.0.1:0",
                              "KEYGATE_UPSTREAM": f"http://127.0.0.1:{upstream_port}",
-                             "KEYGATE_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
+                             "KEYGATE_ADMIN_LISTEN": "127.0.0.1:0",
                              "KEYGATE_ADMIN_TOKEN": ADMIN_TOKEN, "KEYGATE_DB": self.db})
+            for k, v in (env or {}).items():
+                self.env[k] = v
         else:
             self.write_config()
 
@@ -91,9 +283,11 @@ class Gateway:
         with open(self.config_path, "w") as f:
             json.dump(config or self.config, f, indent=2)
 
-    def cli(self, *args, check=True):
-        p = subprocess.run([KEYGATE, *args, "--config", self.config_path], capture_output=True,
-                           text=True, timeout=60, env=self.env)
+    def cli(self, *args, check=True, config=None, env=None):
+        """Runs `keygate ARGS --config <this gateway's file>` (or `config`)."""
+        p = subprocess.run([KEYGATE, *args, "--config", config or self.config_path],
+                           capture_output=True, text=True, timeout=120,
+                           env={**self.env, **(env or {})})
         if check and p.returncode != 0:
             raise AssertionError(f"keygate {' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return p
@@ -103,37 +297,79 @@ class Gateway:
 
     def create_key(self, *args):
         """Creates a key with the CLI; while serving, waits until the gateway has
-        picked it up (SPEC: within 1 s) so tests do not race the refresh."""
-        before = self.metric("keygate_keys_total") if self.running() else None
+        picked it up (SPEC: within 1 s; bounded generously here for slow
+        sanitizer runs) so tests do not race the refresh."""
+        before = self.metric("keygate_keys_total") if self.running() and self.admin_port else None
         key = json.loads(self.cli("keys", "create", "--json", *args).stdout)
         if before is not None:
-            assert wait_until(lambda: self.metric("keygate_keys_total") > before, timeout=2), \
-                "the running gateway did not pick up the new key within 2 s"
+            assert wait_until(lambda: self.metric("keygate_keys_total") > before, timeout=15), \
+                "the running gateway did not pick up the new key within 15 s"
         return key
 
-    def start(self):
+    def start(self, timeout=60):
         self.out = open(os.path.join(self.tmp, "stdout.log"), "wb")
         self.err = open(os.path.join(self.tmp, "stderr.log"), "wb")
+        self.port = self.admin_port = None
         self.proc = subprocess.Popen([KEYGATE, "serve", "--config", self.config_path],
                                      stdout=self.out, stderr=self.err, env=self.env)
-        ok = wait_until(self._live, timeout=15)
+        ok = wait_until(self._live, timeout=timeout)
         if not ok:
             self.stop()
             raise AssertionError("keygate did not start:\n" + self.logs())
         return self
 
+    def log_events(self, stream="stderr"):
+        """The JSON lines of stderr (application log) or stdout (access log)."""
+        out = []
+        p = os.path.join(self.tmp, f"{stream}.log")
+        if not os.path.exists(p):
+            return out
+        with open(p, errors="replace") as f:
+            for line in f:
+                if line.startswith("{"):
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        pass  # a line still being written
+        return out
+
+    def access_log(self):
+        return [e for e in self.log_events("stdout") if e.get("type") == "access"]
+
+    def _bound_ports(self):
+        """(proxy port, admin port or None, admin expected) from the start-up log."""
+        proxy = admin = None
+        admin_off = False
+        for e in self.log_events("stderr"):
+            if e.get("msg") == "listening":
+                proxy = e.get("port")
+            elif e.get("msg") == "admin API listening":
+                admin = e.get("port")
+            elif str(e.get("msg", "")).startswith("admin API off"):
+                admin_off = True
+        if proxy is None:  # logging.format: text
+            text = self.logs()
+            m = re.search(r" listening .*?port=(\d+)", text)
+            proxy = int(m.group(1)) if m and "admin API listening" not in m.group(0) else None
+            m = re.search(r"admin API listening .*?port=(\d+)", text)
+            admin = int(m.group(1)) if m else None
+            admin_off = "admin API off" in text
+        return proxy, admin, admin_off
+
     def _live(self):
         if self.proc.poll() is not None:
             return False
-        if '"listening"' not in self.logs():
+        proxy, admin, admin_off = self._bound_ports()
+        if proxy is None or (admin is None and not admin_off):
             return False
+        self.port, self.admin_port = proxy, admin
         try:
             socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
             return True
         except OSError:
             return False
 
-    def stop(self, sig=signal.SIGTERM, timeout=20):
+    def stop(self, sig=signal.SIGTERM, timeout=60):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -184,13 +420,68 @@ class Gateway:
             h["Content-Type"] = "application/json"
         return self.request(method, path, headers=h, body=data, admin=True)
 
-    def metric(self, name, labels=""):
+    def metric(self, name, labels="", required=False):
+        """A sample of the admin /metrics page; 0.0 when absent, unless `required`
+        (then an absent metric fails the test instead of reading as zero)."""
         text = self.request("GET", "/metrics", admin=True).body.decode()
         want = name + ("{" + labels + "}" if labels else "")
         for line in text.splitlines():
             if line.startswith(want + " "):
                 return float(line.split()[-1])
+        if required:
+            raise AssertionError(f"metric {want} is not exposed")
         return 0.0
+
+    def generation(self):
+        return self.metric("keygate_config_generation", required=True)
+
+    def reload_and_wait(self, config=None, timeout=30):
+        """Writes `config` (if given), sends SIGHUP and waits until
+        keygate_config_generation moves: only then is the new config in force
+        on every thread. Returns the new generation."""
+        if config is not None:
+            self.config = config
+            self.write_config()
+        before = self.generation()
+        self.proc.send_signal(signal.SIGHUP)
+        if not wait_until(lambda: self.generation() > before, timeout=timeout):
+            raise AssertionError("the reload was not adopted:\n" + self.logs()[-3000:])
+        return self.generation()
+
+    def reload_rejected(self, timeout=30):
+        """Sends SIGHUP for a file that must fail validation; waits until the
+        gateway reports the failed reload and checks the generation kept."""
+        before = self.generation()
+        assert self.metric("keygate_config_last_reload_successful", required=True) == 1, \
+            "the previous reload failed already: this wait would prove nothing"
+        self.proc.send_signal(signal.SIGHUP)
+        if not wait_until(lambda: self.metric("keygate_config_last_reload_successful") == 0,
+                          timeout=timeout):
+            raise AssertionError("the bad reload was not reported")
+        assert self.generation() == before, "a rejected config was adopted"
+
+    def listening_ports(self):
+        """TCP ports this process listens on (from /proc: inodes of its sockets)."""
+        inodes = set()
+        fd_dir = f"/proc/{self.proc.pid}/fd"
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        ports = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            if not os.path.exists(table):
+                continue
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        return ports
 
 
 class GatewayTest(unittest.TestCase):
@@ -211,6 +502,22 @@ class GatewayTest(unittest.TestCase):
         if start:
             g.start()
         return g
+
+    # Loopback peers that live as long as the test.
+    def closed_port(self):
+        p = ClosedPort()
+        self.addCleanup(p.close)
+        return p
+
+    def blackhole(self):
+        b = Blackhole()
+        self.addCleanup(b.close)
+        return b
+
+    def raw_upstream(self, handler):
+        u = RawUpstream(handler)
+        self.addCleanup(u.close)
+        return u
 
     def assertEnvelope(self, resp, status, code, reason=None):
         self.assertEqual(resp.status, status, resp.body)
