@@ -45,7 +45,7 @@ awaitable<void> run_admin_session(tcp::socket socket, StoreWorker& store, const 
     out.set(http::field::content_type, res.content_type);
     out.set("X-Request-Id", ar.request_id);
     if (!res.allow.empty()) out.set(http::field::allow, res.allow);
-    if (res.status == 401) out.set(http::field::www_authenticate, "Bearer realm=\"keygate-admin\"");
+    if (res.status == 401) out.set(http::field::www_authenticate, "Bearer realm=\"keygate\"");
     bool keep = !ec && req.keep_alive();
     out.keep_alive(keep);
     out.body() = std::move(res.body);

@@ -136,6 +136,7 @@ class ProxySession {
     parser.body_limit(cfg.limits.max_body_bytes);
     stream_.expires_after(cfg.limits.header_timeout);
     auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
+    head_ = !ec && parser.get().method() == http::verb::head;
 
     Context ctx;
     ctx.client_ip = client_ip_;
@@ -213,6 +214,11 @@ class ProxySession {
     res.keep_alive(keep_alive);
     res.prepare_payload();
     stream_.expires_after(cfg.limits.idle_timeout);
+    if (head_) {  // the answer to HEAD is the head alone (with the length a GET would get)
+      http::response_serializer<http::string_body> head_only{res};
+      auto [hec, hn] = co_await http::async_write_header(stream_, head_only, use_tuple);
+      co_return !hec;
+    }
     auto [ec, n] = co_await http::async_write(stream_, res, use_tuple);
     co_return !ec;
   }
@@ -498,6 +504,7 @@ class ProxySession {
   Services& svc_;
   std::string client_ip_;
   bool first_ = true;
+  bool head_ = false;  // the request being answered is a HEAD
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import time
 import unittest
 
 from harness import ADMIN_TOKEN, GatewayTest, wait_until
@@ -21,8 +22,11 @@ class AdminApi(GatewayTest):
 
     def test_admin_off_without_token(self):
         g = self.gateway({"admin": {"token": ""}})
-        with self.assertRaises(OSError):
-            g.request("GET", "/v1/api-keys", admin=True, timeout=2)
+        self.assertIsNone(g.admin_port)
+        self.assertIn("admin API off", g.logs())
+        # The process listens on the proxy port only (every thread's acceptor).
+        self.assertEqual(g.listening_ports(), {g.port})
+        self.assertEqual(self.g.listening_ports(), {self.g.port, self.g.admin_port})
 
     def test_token_required_and_constant_time_compare(self):
         self.assertEnvelope(self.g.admin("GET", "/v1/api-keys", token=None), 401, "AUTH_ERROR", "missing")
@@ -72,12 +76,75 @@ class AdminApi(GatewayTest):
                                                               "scopes": ["a"], "plan": "pro"})
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(r.json()["data"]["status"], "disabled")
-        self.assertEqual(self.g.request("GET", "/x", headers=hdr).json()["error"]["details"]["reason"], "disabled")
+        self.assertEnvelope(self.g.request("GET", "/x", headers=hdr), 401, "AUTH_ERROR", "disabled")
         self.g.admin("PATCH", f"/v1/api-keys/{k['id']}", {"enabled": True})
         self.assertEqual(self.g.request("GET", "/x", headers=hdr).status, 200)
         r = self.g.admin("DELETE", f"/v1/api-keys/{k['id']}")
         self.assertEqual(r.json(), {"success": True, "data": {"id": k["id"], "revoked": True}})
-        self.assertEqual(self.g.request("GET", "/x", headers=hdr).json()["error"]["details"]["reason"], "revoked")
+        self.assertEnvelope(self.g.request("GET", "/x", headers=hdr), 401, "AUTH_ERROR", "revoked")
+
+    def test_patch_rate_allowed_ips_metadata_and_expires_at(self):
+        k = self.create(metadata={"team": "a"})
+        hdr = {"X-Api-Key": k["key"]}
+        path = f"/v1/api-keys/{k['id']}"
+        # allowed_ips: a range without the client refuses it (403 ip), one with it admits it
+        r = self.g.admin("PATCH", path, {"allowed_ips": ["10.0.0.0/8"]})
+        self.assertEqual(r.json()["data"]["allowed_ips"], ["10.0.0.0/8"])
+        self.assertEnvelope(self.g.request("GET", "/x", headers=hdr), 403, "FORBIDDEN", "ip")
+        self.g.admin("PATCH", path, {"allowed_ips": ["10.0.0.0/8", "127.0.0.1/32"]})
+        self.assertEqual(self.g.request("GET", "/x", headers=hdr).status, 200)
+        # metadata: replaced whole, and kept in the store
+        r = self.g.admin("PATCH", path, {"metadata": {"team": "b", "tier": "gold"}})
+        self.assertEqual(r.json()["data"]["metadata"], {"team": "b", "tier": "gold"})
+        self.assertEqual(self.g.admin("GET", path).json()["data"]["metadata"], {"team": "b", "tier": "gold"})
+        # expires_at: set, read back, and effective once it passes
+        r = self.g.admin("PATCH", path, {"expires_at": "2999-01-02T03:04:05Z"})
+        self.assertEqual(r.json()["data"]["expires_at"], "2999-01-02T03:04:05.000Z")
+        self.assertEqual(self.g.request("GET", "/x", headers=hdr).status, 200)
+        soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+        r = self.g.admin("PATCH", path, {"expires_at": soon})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(wait_until(lambda: self.g.request("GET", "/x", headers=hdr).status == 401, 30))
+        self.assertEnvelope(self.g.request("GET", "/x", headers=hdr), 401, "AUTH_ERROR", "expired")
+        self.assertEqual(self.g.admin("GET", path).json()["data"]["status"], "expired")
+        self.assertEnvelope(self.g.admin("PATCH", path, {"expires_at": "2001-01-01T00:00:00Z"}),
+                            400, "VALIDATION_ERROR")
+
+    def test_patch_rate_applies_to_the_next_request(self):
+        k = self.create()
+        hdr = {"X-Api-Key": k["key"]}
+        path = f"/v1/api-keys/{k['id']}"
+        self.assertEqual(self.g.request("GET", "/x", headers=hdr).header("x-ratelimit-limit"), "100")
+        r = self.g.admin("PATCH", path, {"rate": {"requests": 3, "period": "1h"}})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["data"]["rate"], {"requests": 3, "period": "1h", "burst": 3})
+        got = [self.g.request("GET", "/x", headers=hdr) for _ in range(4)]
+        self.assertEqual([x.status for x in got], [200, 200, 200, 429])  # 99 tokens held, clamped to 3
+        self.assertEqual(got[0].header("x-ratelimit-limit"), "3")
+        r = self.g.admin("PATCH", path, {"rate": None})  # back to the plan's rate
+        self.assertIsNone(r.json()["data"]["rate"])
+        self.assertEqual(self.g.request("GET", "/x", headers=hdr).header("x-ratelimit-limit"), "100")
+
+    def test_admin_401_carries_www_authenticate(self):
+        for token in (None, "wrong-token-wrong-token1"):
+            with self.subTest(token=token):
+                r = self.g.admin("GET", "/v1/api-keys", token=token)
+                self.assertEnvelope(r, 401, "AUTH_ERROR")
+                self.assertEqual(r.header("www-authenticate"), 'Bearer realm="keygate"')
+        self.assertIsNone(self.g.admin("GET", "/v1/api-keys").header("www-authenticate"))
+
+    def test_client_request_id_is_echoed_on_admin_replies(self):
+        cases = [("GET", "/v1/api-keys", ADMIN_TOKEN, 200), ("GET", "/v1/api-keys", None, 401),
+                 ("GET", "/v1/api-keys/key_nosuchkey000000000000", ADMIN_TOKEN, 404),
+                 ("GET", "/metrics", None, 200)]
+        for method, path, token, status in cases:
+            with self.subTest(path=path, status=status):
+                rid = f"admin-rid-{status}"
+                r = self.g.admin(method, path, token=token, headers={"X-Request-Id": rid})
+                self.assertEqual(r.status, status)
+                self.assertEqual(r.header("x-request-id"), rid)
+                if status >= 400:
+                    self.assertEqual(r.json()["error"]["request_id"], rid)
 
     def test_rotate_with_grace(self):
         k = self.create(scopes=["s"])
