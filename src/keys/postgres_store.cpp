@@ -102,7 +102,9 @@ std::string describe(const std::string& conninfo) {
 // (the server restarted) is sent once more on a fresh connection.
 class PgQuery {
  public:
-  PgQuery(PostgresStore& store, std::string sql) : store_(store), sql_(std::move(sql)) {}
+  PgQuery(PostgresStore& store, std::string sql) : store_(store), sql_(std::move(sql)) {
+    store_.count_statement(sql_);
+  }
 
   PgQuery& bind(const std::string& v) { return add(v, 0); }
   PgQuery& bind(const char* v) { return add(v, 0); }

@@ -14,6 +14,7 @@ namespace keygate {
 class Statement {
  public:
   Statement(SqliteStore& store, const char* sql) : db_(store.db_) {
+    store.count_statement(sql);
     if (sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr) != SQLITE_OK)
       throw StoreError(std::string("store: prepare failed: ") + sqlite3_errmsg(db_));
   }

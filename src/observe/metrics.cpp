@@ -118,8 +118,9 @@ std::string Metrics::render(const Gauges& g) const {
         last_reload_ok_.load());
   gauge("keygate_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load.", last_reload_success_s_.load());
-  gauge("keygate_store_queries_total", "SQL statements run by the serving process.",
-        g.store_queries);
+  header(out, "keygate_store_queries_total", "counter",
+         "Statements run by the serving process that read key rows from the store.");
+  line(out, "keygate_store_queries_total", "", static_cast<std::uint64_t>(g.store_queries));
   gauge("keygate_store_up", "1 while the key store is reachable.", g.store_up);
   header(out, "keygate_store_lag_seconds", "gauge",
          "Seconds since the in-memory keys were last confirmed current with the store.");

@@ -177,7 +177,6 @@ void StoreWorker::unwatch() {
 // Reads every row changed after the applied sequence, in change order.
 void StoreWorker::catch_up() {
   size_t n = 0;
-  ++key_reads_;
   store_->for_each_changed(index_.applied_seq, [&](const KeyRecord& r) {
     index_.apply(r);
     ++n;
@@ -251,13 +250,12 @@ void StoreWorker::flush_usage() {
 }
 
 AdminResponse StoreWorker::admin(const AdminRequest& req, const Metrics& metrics) {
-  if (req.target.starts_with("/v1/api-keys") && req.method == "GET") ++key_reads_;
   AdminDeps deps{*store_, *service_, index_, metrics, *rt_, [&] {
                    Metrics::Gauges g;
                    g.keys_total = static_cast<std::int64_t>(index_.size());
                    g.keys_active = static_cast<std::int64_t>(index_.count_active(now_millis()));
                    g.buckets = static_cast<std::int64_t>(limiter_.size());
-                   g.store_queries = key_reads_.load();
+                   g.store_queries = store_->key_reads();
                    g.store_up = store_up_.load() ? 1 : 0;
                    g.store_lag_seconds = lag_seconds();
                    g.store_applied_sequence = index_.applied_seq.load();

@@ -38,7 +38,6 @@ class StoreWorker final : public UsageSink {
 
   // Only on the worker thread:
   AdminResponse admin(const AdminRequest& req, const Metrics& metrics);
-  std::int64_t key_reads() const { return key_reads_.load(); }
 
  private:
   void schedule_sync(std::chrono::milliseconds after);
@@ -75,7 +74,6 @@ class StoreWorker final : public UsageSink {
   std::thread thread_;
   std::atomic<bool> store_up_{false};
   std::atomic<std::int64_t> in_sync_at_ns_{0};  // steady clock
-  std::atomic<std::int64_t> key_reads_{0};
   std::mutex usage_mu_;
   std::vector<UsageEvent> usage_;
 };

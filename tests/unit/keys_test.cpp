@@ -319,13 +319,49 @@ TEST_F(StoreTest, PlaintextKeyNeverReachesTheFile) {
   KeyService svc(*store, cfg);
   auto a = svc.create({.name = "a"}, "cli");
   ASSERT_TRUE(a);
-  store.reset();
-  for (const char* suffix : {"", "-wal"}) {
+  auto read = [&](const char* suffix) {
     std::ifstream in(dir.db() + suffix, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), {});
-    EXPECT_EQ(bytes.find(a->key), std::string::npos) << suffix;
-    EXPECT_EQ(bytes.find(a->key.substr(12, 20)), std::string::npos) << suffix;
-  }
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  auto check = [&](const std::string& bytes, const std::string& what) {
+    EXPECT_EQ(bytes.find(a->key), std::string::npos) << what;
+    EXPECT_EQ(bytes.find(a->key.substr(12, 20)), std::string::npos) << what;
+  };
+  // While the store is open the write sits in the WAL (closing checkpoints
+  // and removes it): read it now, and make sure there is something to read.
+  std::string wal = read("-wal");
+  ASSERT_GT(wal.size(), 0u) << "no WAL: the store is not in WAL mode or was checkpointed";
+  EXPECT_NE(wal.find(a->record.id), std::string::npos) << "the WAL does not hold the new row";
+  check(wal, "WAL while open");
+  check(read(""), "database while open");
+  store.reset();
+  check(read(""), "database after close");
+}
+
+TEST_F(StoreTest, StoresTheHmacWhenPeppered) {
+  cfg.keys.pepper = "pepper-0123456789";
+  KeyService peppered(*store, cfg);
+  auto a = peppered.create({.name = "a"}, "cli");
+  ASSERT_TRUE(a);
+  auto stored = store->get_key(a->record.id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->hash, KeyHasher(cfg.keys.pepper).hash(a->key));
+  EXPECT_NE(stored->hash, KeyHasher().hash(a->key));
+}
+
+TEST_F(StoreTest, KeyReadsCountEveryStatementReadingKeyRows) {
+  KeyService svc(*store, cfg);
+  auto a = svc.create({.name = "a"}, "cli");
+  ASSERT_TRUE(a);
+  auto before = store->key_reads();
+  store->get_key(a->record.id);
+  store->keys_with_prefix(a->record.prefix);
+  store->for_each_changed(0, [](const KeyRecord&) {});
+  EXPECT_EQ(store->key_reads() - before, 3);
+  before = store->key_reads();
+  store->change_seq();
+  store->record_usage({{a->record.id, 1, "10.0.0.1"}});
+  EXPECT_EQ(store->key_reads(), before);  // polls and writes are not key reads
 }
 
 TEST(PostgresStore, DescribeNeverShowsThePassword) {

@@ -3,6 +3,7 @@
 // worker need of persistent storage. Two implementations: SqliteStore (the
 // embedded default) and PostgresStore (shared by replicas). Both are blocking:
 // in `serve` they are used only from the store worker thread, never an I/O thread.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "keygate/config/config.hpp"
@@ -112,6 +114,20 @@ class KeyStore {
 
   // The change feed of this store (the store must outlive it).
   virtual std::unique_ptr<ChangeFeed> change_feed() = 0;
+
+  // Statements run that read key rows (any SQL reading FROM api_keys): what a
+  // request would cost if it reached the store. Counted where each store
+  // prepares its SQL, so a new query path is counted without opting in.
+  std::int64_t key_reads() const { return key_reads_.load(std::memory_order_relaxed); }
+
+ protected:
+  void count_statement(std::string_view sql) {
+    if (sql.find("FROM api_keys") != std::string_view::npos)
+      key_reads_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<std::int64_t> key_reads_{0};
 };
 
 // The store the config names (store.sqlite or store.postgres). SQLite opens
