@@ -3,7 +3,7 @@ import json
 import os
 import unittest
 
-from harness import EXAMPLES, GatewayTest
+from harness import EXAMPLES, GatewayTest, wait_until, wellformed_key
 
 CONFIG = os.path.join(EXAMPLES, "specstory.yaml")
 INVALID = b'{"success":false,"error":"Invalid session token"}'
@@ -32,17 +32,23 @@ class SpecStory(GatewayTest):
         expired = self.g.create_key("--name", "old", "--expires-in", "1s")
         revoked = self.g.create_key("--name", "gone")
         self.g.admin("DELETE", f"/v1/api-keys/{revoked['id']}")
-        import time
-        time.sleep(1.1)
+        self.assertTrue(wait_until(lambda: self.g.admin("GET", f"/v1/api-keys/{expired['id']}")
+                                   .json()["data"]["status"] == "expired", 30))
         cases = {"missing": {}, "malformed": {"Authorization": "Bearer"},
-                 "invalid": self.bearer("sp_" + "A" * 38), "expired": self.bearer(expired["key"]),
-                 "revoked": self.bearer(revoked["key"]),
+                 "malformed key": self.bearer("sp_" + "A" * 38),   # fails the checksum
+                 "invalid": self.bearer(wellformed_key("sp_")),     # well-formed, unknown
+                 "expired": self.bearer(expired["key"]), "revoked": self.bearer(revoked["key"]),
                  "not bearer": {"X-Api-Key": self.key}}
         for name, headers in cases.items():
             with self.subTest(name):
                 r = self.g.request("GET", "/api/v1/projects", headers=headers)
                 self.assertEqual(r.status, 401)
                 self.assertEqual(r.body, INVALID)
+                self.assertEqual(r.header("www-authenticate"), 'Bearer realm="keygate"')
+        # The same body for every case, yet each was refused for its own reason.
+        seen = lambda: {e["reason"] for e in self.g.access_log()}
+        self.assertTrue(wait_until(lambda: {"missing", "malformed", "invalid", "expired", "revoked"} <= seen(),
+                                   30), seen())
 
     def test_403_insufficient_permissions(self):
         r = self.g.request("GET", "/api/v1/admin/users", headers=self.bearer(self.key))

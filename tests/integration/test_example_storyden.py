@@ -1,9 +1,8 @@
 """Storyden (shared/seeds/002) fronted by config/examples/storyden.yaml."""
 import os
-import time
 import unittest
 
-from harness import EXAMPLES, GatewayTest
+from harness import EXAMPLES, GatewayTest, wait_until
 
 CONFIG = os.path.join(EXAMPLES, "storyden.yaml")
 
@@ -28,20 +27,20 @@ class Storyden(GatewayTest):
     def test_access_keys_cannot_create_access_keys(self):
         k = self.g.create_key("--name", "n8n Agent", "--owner", "member-7")["key"]
         r = self.g.request("POST", "/api/auth/access-keys", headers=self.bearer(k), body=b'{"name":"x"}')
-        self.assertEqual(r.status, 403)
-        self.assertEqual(r.json()["error"]["details"]["reason"], "scope")
+        self.assertEnvelope(r, 403, "FORBIDDEN", "scope")
         self.assertEqual(self.g.request("GET", "/api/auth/access-keys", headers=self.bearer(k)).status, 200)
 
     def test_optional_expiry_enabled_and_revoked(self):
         temp = self.g.create_key("--name", "temp", "--expires-in", "1s")
         forever = self.g.create_key("--name", "forever")
         self.assertIsNone(forever["expires_at"])
-        time.sleep(1.1)
-        self.assertEqual(self.g.request("GET", "/api/threads", headers=self.bearer(temp["key"]))
-                         .json()["error"]["details"]["reason"], "expired")
+        self.assertTrue(wait_until(lambda: self.g.admin("GET", f"/v1/api-keys/{temp['id']}")
+                                   .json()["data"]["status"] == "expired", 30))
+        self.assertEnvelope(self.g.request("GET", "/api/threads", headers=self.bearer(temp["key"])),
+                            401, "AUTH_ERROR", "expired")
         self.g.admin("PATCH", f"/v1/api-keys/{forever['id']}", {"enabled": False})
-        self.assertEqual(self.g.request("GET", "/api/threads", headers=self.bearer(forever["key"]))
-                         .json()["error"]["details"]["reason"], "disabled")
+        self.assertEnvelope(self.g.request("GET", "/api/threads", headers=self.bearer(forever["key"])),
+                            401, "AUTH_ERROR", "disabled")
         self.g.admin("PATCH", f"/v1/api-keys/{forever['id']}", {"enabled": True})
         self.assertEqual(self.g.request("GET", "/api/threads", headers=self.bearer(forever["key"])).status, 200)
 

@@ -4,7 +4,6 @@ the chain and the host name, SNI). Certificates are made here with openssl."""
 import http.client
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -128,9 +127,8 @@ class Tls(GatewayTest):
         shutil.copy(self.path("gateway2.pem"), self.path("reload.pem"))
         shutil.copy(self.path("gateway2.key"), self.path("reload.key"))
         g.config["tls"] = {"cert": self.path("reload.pem"), "key": self.path("reload.key")}
-        g.write_config()
-        g.proc.send_signal(signal.SIGHUP)
-        self.assertTrue(wait_until(lambda: serial() != first, timeout=5))
+        g.reload_and_wait(g.config)
+        self.assertNotEqual(serial(), first)
 
     def _peer_cert_serial(self, g):
         with socket.create_connection(("127.0.0.1", g.port), timeout=5) as raw:

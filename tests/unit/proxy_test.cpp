@@ -285,17 +285,28 @@ routes:
 )");
   auto ok = w.add();
   EXPECT_TRUE(w.with_key(ok).forward);
-  EXPECT_EQ(reason_of(w.run(Fields{})), "missing");
-  EXPECT_EQ(reason_of(w.with_key("kg_live_short")), "malformed");
+  // Each refusal: not forwarded, the status of its SPEC row, and its reason.
+  auto refused = [](const Verdict& v, int status, const std::string& reason) {
+    EXPECT_FALSE(v.forward) << reason;
+    EXPECT_EQ(v.status, status) << reason;
+    EXPECT_EQ(reason_of(v), reason);
+    EXPECT_EQ(v.www_authenticate, status == 401) << reason;
+  };
+  refused(w.run(Fields{}), 401, "missing");
+  refused(w.with_key("kg_live_short"), 401, "malformed");
   std::string typo = ok;
   typo[10] = typo[10] == 'a' ? 'b' : 'a';
-  EXPECT_EQ(reason_of(w.with_key(typo)), "malformed");
-  EXPECT_EQ(reason_of(w.with_key(w.rt.key_format.generate())), "invalid");
-  EXPECT_EQ(reason_of(w.with_key(w.add([](KeyRecord& r) { r.revoked_at = 1; }))), "revoked");
-  EXPECT_EQ(reason_of(w.with_key(w.add([](KeyRecord& r) { r.enabled = false; }))), "disabled");
-  EXPECT_EQ(reason_of(w.with_key(w.add([](KeyRecord& r) { r.expires_at = 1; }))), "expired");
+  refused(w.with_key(typo), 401, "malformed");
+  refused(w.with_key(w.rt.key_format.generate()), 401, "invalid");
+  refused(w.with_key(w.add([](KeyRecord& r) { r.revoked_at = 1; })), 401, "revoked");
+  refused(w.with_key(w.add([](KeyRecord& r) { r.enabled = false; })), 401, "disabled");
+  refused(w.with_key(w.add([](KeyRecord& r) { r.expires_at = 1; })), 401, "expired");
+  // A revocation or expiry in the future is not one yet.
+  UnixMillis later = now_millis() + 3'600'000;
+  EXPECT_TRUE(w.with_key(w.add([&](KeyRecord& r) { r.revoked_at = later; })).forward);
+  EXPECT_TRUE(w.with_key(w.add([&](KeyRecord& r) { r.expires_at = later; })).forward);
   auto ip_key = w.add([](KeyRecord& r) { r.allowed_ips = {"10.0.0.0/8"}; });
-  EXPECT_EQ(reason_of(w.with_key(ip_key)), "ip");
+  refused(w.with_key(ip_key), 403, "ip");
   EXPECT_TRUE(w.with_key(ip_key, "/v1/x", nullptr, "10.9.9.9").forward);
   auto scope = w.with_key(ok, "/admin/x");
   EXPECT_EQ(scope.status, 403);
@@ -308,7 +319,7 @@ routes:
   Fields conflict;
   conflict.set(http::field::authorization, "Bearer " + ok);
   conflict.set("X-Api-Key", w.add());
-  EXPECT_EQ(reason_of(w.run(conflict)), "conflict");
+  refused(w.run(conflict), 401, "conflict");
   // every 401 asks for Bearer credentials
   EXPECT_TRUE(w.run(Fields{}).www_authenticate);
   // rate limit: 2 per minute, the first call above used one
