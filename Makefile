@@ -4,7 +4,7 @@ CONFIG     ?= config/keygate.yaml
 CMAKE_ARGS ?=
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build run test bench format clean
+.PHONY: all deps build run test bench format clean mutate
 
 all: build
 
@@ -34,3 +34,7 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# Seeds each fault of tests/mutate/faults.txt into a copy of the tree and runs the suite (slow; not CI).
+mutate:
+	python3 tests/mutate/run.py

@@ -34,6 +34,10 @@ class AdminApi(GatewayTest):
                             401, "AUTH_ERROR", "invalid")
         self.assertEqual(self.g.request("GET", "/v1/api-keys", admin=True,
                                         headers={"X-Api-Key": ADMIN_TOKEN}).status, 200)
+        # Nothing but the whole token: not a prefix, not a longer string starting with it.
+        for near in (ADMIN_TOKEN[:-1], ADMIN_TOKEN[:8], ADMIN_TOKEN + "x", ADMIN_TOKEN.upper()):
+            with self.subTest(token=near):
+                self.assertEnvelope(self.g.admin("GET", "/v1/api-keys", token=near), 401, "AUTH_ERROR", "invalid")
         k = self.create()
         # API keys are refused unless admin.key_scope is set
         self.assertEqual(self.g.admin("GET", "/v1/api-keys", token=k["key"]).status, 401)
@@ -230,6 +234,9 @@ class AdminApi(GatewayTest):
         self.assertEnvelope(g.admin("POST", "/v1/api-keys", {"name": "x"}, token=child["key"]),
                             403, "FORBIDDEN", "scope")  # a key without the scope cannot create keys
         self.assertTrue(plain["id"])
+        # a disabled key loses the admin API too
+        g.admin("PATCH", f"/v1/api-keys/{boss['id']}", {"enabled": False})
+        self.assertEnvelope(g.admin("GET", "/v1/api-keys", token=boss["key"]), 401, "AUTH_ERROR", "invalid")
 
     def test_metrics_move_with_traffic(self):
         g = self.g
@@ -247,8 +254,13 @@ class AdminApi(GatewayTest):
         self.assertEqual(g.metric("keygate_request_duration_seconds_count") - base_hist, 5)
         self.assertGreaterEqual(g.metric("keygate_upstream_duration_seconds_count"), 3)
         self.assertEqual(g.metric("keygate_keys_active"), 1)
+        g.admin("PATCH", f"/v1/api-keys/{k['id']}", {"enabled": False})  # disabled: not active
+        self.assertEqual(g.metric("keygate_keys_active"), 0)
+        g.admin("PATCH", f"/v1/api-keys/{k['id']}", {"enabled": True})
+        self.assertEqual(g.metric("keygate_keys_active"), 1)
         g.admin("DELETE", f"/v1/api-keys/{k['id']}")
         self.assertEqual(g.metric("keygate_keys_active"), 0)
+        self.assertEqual(g.metric("keygate_keys_total"), 1)
         c = g.connection()
         g.request("GET", "/live", conn=c)
         self.assertGreaterEqual(g.metric("keygate_open_connections"), 1)

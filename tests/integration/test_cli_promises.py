@@ -70,6 +70,25 @@ class KeysFlags(GatewayTest):
         self.assertIn(a["id"], text)
         self.assertNotIn(b["id"], text)
 
+    def test_status_filters_with_an_expired_and_a_revoked_key(self):
+        g = self.gateway(start=False)
+        live = g.create_key("--name", "live")
+        gone = g.create_key("--name", "gone", "--expires-in", "1s")
+        revoked = g.create_key("--name", "revoked")
+        g.cli("keys", "revoke", revoked["id"])
+        self.assertTrue(wait_until(lambda: json.loads(g.cli("keys", "show", gone["id"], "--json").stdout)
+                                   ["status"] == "expired", 30))
+        self.assertEqual(ids(g.cli("keys", "list", "--json")), [live["id"]])
+        self.assertEqual(ids(g.cli("keys", "list", "--status", "active", "--json")), [live["id"]])
+        self.assertEqual(ids(g.cli("keys", "list", "--status", "expired", "--json")), [gone["id"]])
+        self.assertEqual(ids(g.cli("keys", "list", "--status", "revoked", "--json")), [revoked["id"]])
+        self.assertEqual(len(ids(g.cli("keys", "list", "--status", "all", "--json"))), 3)
+        g.start()
+        listed = lambda q: [k["id"] for k in g.admin("GET", "/v1/api-keys" + q).json()["data"]]
+        self.assertEqual(listed(""), [live["id"]])
+        self.assertEqual(listed("?status=expired"), [gone["id"]])
+        self.assertEqual(listed("?status=revoked"), [revoked["id"]])
+
     def test_expires_at_on_create_and_update(self):
         g = self.gateway(start=False)
         k = g.create_key("--name", "e", "--expires-at", "2999-01-02T03:04:05Z")

@@ -333,6 +333,9 @@ class Lifecycle(GatewayTest):
         except Exception:
             self.fail("the drain did not stop at shutdown_timeout")
         self.assertEqual(g.proc.returncode, 0)
+        drain = [e for e in g.log_events() if e.get("msg") == "draining"]
+        self.assertEqual(drain[0]["timeout_ms"], 500)  # the configured timeout, not the default
+        self.assertTrue([e for e in g.log_events() if e.get("msg", "").startswith("shutdown timeout")])
         try:
             rest = c.recv(65536)
         except ConnectionResetError:

@@ -315,6 +315,19 @@ TEST_F(StoreTest, ChangesSinceAndUsage) {
   EXPECT_EQ(got->last_used_ip, "10.0.0.9");
 }
 
+TEST_F(StoreTest, LastUsedOnlyMovesForward) {
+  KeyService svc(*store, cfg);
+  auto a = svc.create({.name = "a"}, "cli");
+  ASSERT_TRUE(a);
+  store->record_usage({{a->record.id, 1000, "10.0.0.1"}});
+  store->record_usage({{a->record.id, 2000, "10.0.0.2"}});  // later: wins
+  EXPECT_EQ(store->get_key(a->record.id)->last_used_at, 2000);
+  EXPECT_EQ(store->get_key(a->record.id)->last_used_ip, "10.0.0.2");
+  store->record_usage({{a->record.id, 1500, "10.0.0.3"}});  // a late batch: ignored
+  EXPECT_EQ(store->get_key(a->record.id)->last_used_at, 2000);
+  EXPECT_EQ(store->get_key(a->record.id)->last_used_ip, "10.0.0.2");
+}
+
 TEST_F(StoreTest, PlaintextKeyNeverReachesTheFile) {
   KeyService svc(*store, cfg);
   auto a = svc.create({.name = "a"}, "cli");
