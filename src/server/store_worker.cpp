@@ -95,6 +95,9 @@ void StoreWorker::stop() {
     unwatch();
     flush_usage();
     guard_.reset();
+    // A timer that expired just before the cancels above still runs its
+    // handler (with success) and re-arms itself: stop the loop outright.
+    ioc_.stop();
   });
   thread_.join();
 }
