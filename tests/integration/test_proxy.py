@@ -331,7 +331,7 @@ class Lifecycle(GatewayTest):
         try:
             g.proc.wait(60)
         except Exception:
-            self.fail("the drain did not stop at shutdown_timeout")
+            self.fail("the drain did not stop at shutdown_timeout:\n" + g.logs()[-4000:])
         self.assertEqual(g.proc.returncode, 0)
         drain = [e for e in g.log_events() if e.get("msg") == "draining"]
         self.assertEqual(drain[0]["timeout_ms"], 500)  # the configured timeout, not the default

@@ -98,9 +98,10 @@ def tracked_files():
     return [p for p in out.decode().split("\0") if p and os.path.isfile(os.path.join(ROOT, p))]
 
 
-def sync_copy(dest):
-    """Makes `dest` a copy of the working tree. Changed files get a fresh mtime
-    (so the incremental build sees them); unchanged ones keep theirs."""
+def sync_copy(dest, keep):
+    """Makes `dest` a copy of the working tree (its subfolder `keep`, the
+    build, excepted). Changed files get a fresh mtime (so the incremental
+    build sees them); unchanged ones keep theirs."""
     wanted = set(tracked_files())
     for rel in wanted:
         src, dst = os.path.join(ROOT, rel), os.path.join(dest, rel)
@@ -115,7 +116,7 @@ def sync_copy(dest):
             f.write(data)
         shutil.copymode(src, dst)
     for dirpath, dirnames, filenames in os.walk(dest):
-        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and os.path.join(dirpath, d) != keep]
         for name in filenames:
             rel = os.path.relpath(os.path.join(dirpath, name), dest)
             if rel not in wanted:
@@ -166,20 +167,22 @@ def main():
         print(f"{len(faults) - bad} of {len(faults)} faults apply")
         return 0
 
-    src = os.path.join(args.work, "src")
-    build = os.path.join(args.work, "build")
+    # The copy's build folder sits where `make build` puts it in the real tree,
+    # so with CCACHE_BASEDIR the compile commands match and ccache hits.
+    src = os.path.join(args.work, "tree")
+    build = os.path.join(src, "build")
     logs = os.path.join(args.work, "logs")
     for d in (src, build, logs):
         os.makedirs(d, exist_ok=True)
-    sync_copy(src)
+    sync_copy(src, build)
     env = {**os.environ, "CCACHE_BASEDIR": src}
     ctest = ["ctest", "-j", args.jobs, "--stop-on-failure", "--timeout", args.test_timeout,
              "--output-on-failure"]
 
     def build_copy(log):
         if not os.path.exists(os.path.join(build, "build.ninja")):
-            rc = run(["cmake", "-S", src, "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
-                      "-DKEYGATE_BENCH=OFF"], ROOT, env, log, 600)
+            rc = run(["cmake", "-S", src, "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release"],
+                     ROOT, env, log, 600)
             if rc != 0:
                 return rc
         return run(["cmake", "--build", build, "-j", args.jobs], ROOT, env, log, 3600)
