@@ -147,6 +147,10 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of new upstream connections
+    # (8 clients, several gateway threads) overflowed it, the SYNs were dropped
+    # and connects waited for a retransmit (a spurious 504 under load).
+    request_queue_size = 128
 
     def __init__(self, addr):
         super().__init__(addr, Handler)
