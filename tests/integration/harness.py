@@ -222,6 +222,39 @@ def wait_until(pred, timeout=10.0, step=0.02):
     return False
 
 
+def bound_ports(log_text):
+    """(proxy port, admin port, admin off) as keygate logs them at start-up
+    ("listening" and "admin API listening" carry the bound port, so a config
+    can say port 0); None where not logged yet. JSON or text log format."""
+    proxy = admin = None
+    admin_off = False
+    for line in log_text.splitlines():
+        e = None
+        if line.startswith("{"):
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # a line still being written
+        if e is not None:
+            msg = str(e.get("msg", ""))
+            if msg == "listening":
+                proxy = e.get("port")
+            elif msg == "admin API listening":
+                admin = e.get("port")
+            elif msg.startswith("admin API off"):
+                admin_off = True
+            continue
+        m = re.search(r" (admin API )?listening .*?port=(\d+)", line)
+        if m:
+            if m.group(1):
+                admin = int(m.group(2))
+            else:
+                proxy = int(m.group(2))
+        elif " admin API off" in line:
+            admin_off = True
+    return proxy, admin, admin_off
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -337,24 +370,8 @@ class Gateway:
         return [e for e in self.log_events("stdout") if e.get("type") == "access"]
 
     def _bound_ports(self):
-        """(proxy port, admin port or None, admin expected) from the start-up log."""
-        proxy = admin = None
-        admin_off = False
-        for e in self.log_events("stderr"):
-            if e.get("msg") == "listening":
-                proxy = e.get("port")
-            elif e.get("msg") == "admin API listening":
-                admin = e.get("port")
-            elif str(e.get("msg", "")).startswith("admin API off"):
-                admin_off = True
-        if proxy is None:  # logging.format: text
-            text = self.logs()
-            m = re.search(r" listening .*?port=(\d+)", text)
-            proxy = int(m.group(1)) if m and "admin API listening" not in m.group(0) else None
-            m = re.search(r"admin API listening .*?port=(\d+)", text)
-            admin = int(m.group(1)) if m else None
-            admin_off = "admin API off" in text
-        return proxy, admin, admin_off
+        """(proxy port, admin port or None, admin off) from the start-up log."""
+        return bound_ports(self.logs())
 
     def _live(self):
         if self.proc.poll() is not None:

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import KEYGATE, GatewayTest, wait_until
+from harness import KEYGATE, GatewayTest, bound_ports, wait_until
 
 COMMANDS = [[], ["serve"], ["check-config"], ["migrate"], ["version"], ["keys"],
             ["keys", "create"], ["keys", "list"], ["keys", "show"], ["keys", "update"],
@@ -144,6 +144,10 @@ class Cli(GatewayTest):
                                 stderr=subprocess.STDOUT)
         try:
             def live():
+                with open(os.path.join(self.g.tmp, "serve.log"), errors="replace") as f:
+                    self.g.port = bound_ports(f.read())[0]  # the config listens on port 0
+                if self.g.port is None:
+                    return False
                 try:
                     return proc.poll() is None and self.g.request("GET", "/live").status == 200
                 except OSError:

@@ -44,7 +44,7 @@ std::map<std::string, std::string> settings(const Config& c) {
   s["admin.listen"] = c.admin.listen.str();
   s["admin.token"] = "'" + c.admin.token + "'";
   s["admin.key_scope"] = opt(c.admin.key_scope);
-  s["store.sqlite"] = c.store_sqlite;
+  s["store.sqlite"] = c.store_sqlite;  // store.postgres is listed commented out (one of the two)
   s["keys.prefix"] = c.keys.prefix;
   s["keys.environment"] = opt(c.keys.environment);
   s["keys.display_prefix_length"] = std::to_string(c.keys.display_prefix_length);
@@ -63,6 +63,9 @@ std::map<std::string, std::string> settings(const Config& c) {
   s["rate_limit.default_plan"] = c.rate_limit.default_plan;
   s["rate_limit.headers"] = std::to_string(static_cast<int>(c.rate_limit.headers));
   s["rate_limit.reset_header"] = std::to_string(static_cast<int>(c.rate_limit.reset));
+  s["rate_limit.backend"] = std::to_string(static_cast<int>(c.rate_limit.backend));
+  s["rate_limit.redis"] = c.rate_limit.redis.url + " " + ms(c.rate_limit.redis.timeout) + " " +
+                          std::to_string(static_cast<int>(c.rate_limit.redis.on_error));
   s["routes"] = std::to_string(c.routes.size()) + " routes";
   s["health.path"] = opt(c.health.path);
   s["health.ready"] = opt(c.health.ready);
@@ -73,6 +76,9 @@ std::map<std::string, std::string> settings(const Config& c) {
   s["limits.header_timeout"] = ms(c.limits.header_timeout);
   s["limits.idle_timeout"] = ms(c.limits.idle_timeout);
   s["limits.max_connections"] = std::to_string(c.limits.max_connections);
+  s["limits.allow_encoded_slashes"] = c.limits.allow_encoded_slashes ? "true" : "false";
+  s["limits.allow_underscores_in_headers"] =
+      c.limits.allow_underscores_in_headers ? "true" : "false";
   s["logging.level"] = c.logging.level;
   s["logging.format"] = std::to_string(static_cast<int>(c.logging.format));
   s["logging.access_log"] = c.logging.access_log ? "true" : "false";
@@ -88,7 +94,7 @@ std::set<std::string> listed_paths(const YAML::Node& root) {
   for (auto it = root.begin(); it != root.end(); ++it) {
     const std::string key = it->first.Scalar();
     const YAML::Node value = it->second;
-    if (value.IsMap() && key != "plans") {
+    if (value.IsMap() && key != "plans") {  // (rate_limit.redis is one setting too)
       for (auto jt = value.begin(); jt != value.end(); ++jt)
         out.insert(key + "." + jt->first.Scalar());
     } else {
@@ -142,4 +148,12 @@ TEST(ShippedConfig, ComparisonSeesADifferentDefault) {
   for (const auto& [path, value] : a)
     if (b[path] != value) differ.insert(path);
   EXPECT_EQ(differ, (std::set<std::string>{"limits.idle_timeout", "keys.pepper"}));
+}
+
+TEST(ShippedConfig, NamesTheSqliteStore) {
+  const Config defaults;
+  EXPECT_TRUE(defaults.store_postgres.empty());  // the embedded store is the default
+  auto shipped = load_config_file(kPath);
+  ASSERT_TRUE(shipped.has_value()) << shipped.error().joined();
+  EXPECT_TRUE(shipped->store_postgres.empty());
 }

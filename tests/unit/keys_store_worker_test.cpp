@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "keygate/keys/key_format.hpp"
+#include "keygate/keys/sqlite_store.hpp"
 #include "server/store_worker.hpp"
 
 using namespace keygate;
@@ -28,8 +29,7 @@ struct TempDb {
 
 TEST(StoreWorker, StopReturnsWhenATimerExpiredBehindTheStopRequest) {
   TempDb db;
-  auto store = std::make_unique<KeyStore>(db.path());
-  store->migrate();
+  auto store = std::make_unique<SqliteStore>(db.path());
   KeyIndex index;
   SteadyClock clock;
   RateLimiter limiter(clock);
@@ -37,6 +37,7 @@ TEST(StoreWorker, StopReturnsWhenATimerExpiredBehindTheStopRequest) {
   const Config config;
   StoreWorker worker(std::move(store), std::make_shared<const Runtime>(config), index, limiter,
                      state);
+  ASSERT_TRUE(worker.initial_sync());
   worker.start();
   // Keep the worker thread busy past its 200 ms refresh period, and queue the
   // stop request meanwhile: the refresh timer expires behind it.
