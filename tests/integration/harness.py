@@ -89,8 +89,8 @@ def read_head(conn):
 
 class RawUpstream:
     """A scripted upstream on 127.0.0.1:<port 0>: every accepted connection
-    is handed to `handler(conn, head)` in its own thread once a request head
-    has arrived. `requests` counts heads received; `arrived` is set at each.
+    is handed to `handler(upstream, conn, head)` in its own thread once a
+    request head has arrived. `requests` counts heads received; `arrived` is set at each.
     `release` is an Event handlers may wait on (see hold())."""
 
     def __init__(self, handler):
@@ -137,6 +137,10 @@ class RawUpstream:
         with self.lock:
             self.closed = True
             conns, self.conns = self.conns, []
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread
+        except OSError:
+            pass
         self.sock.close()
         for c in conns:
             try:
