@@ -4,9 +4,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -31,12 +33,14 @@ class Reader {
   Reader(std::string file, EnvLookup env) : file_(std::move(file)), env_(std::move(env)) {}
 
   void error(const YAML::Node& at, const std::string& msg) {
-    errors_.push_back(file_ + ":" + std::to_string(at.Mark().line + 1) + ": " + msg);
+    // A key that is absent has no line: 0 names the file as a whole.
+    error_line(at.IsDefined() ? at.Mark().line + 1 : 0, msg);
   }
   void error_line(int line, const std::string& msg) {
     errors_.push_back(file_ + ":" + std::to_string(line) + ": " + msg);
   }
   std::vector<std::string> take_errors() { return std::move(errors_); }
+  size_t error_count() const { return errors_.size(); }
 
   // A mapping whose keys must all be in `allowed`; reports unknown keys.
   bool mapping(const YAML::Node& n, const std::string& what,
@@ -93,8 +97,14 @@ class Reader {
     if (!s) return;
     long long v = 0;
     auto [ptr, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
-    if (s->empty() || ec != std::errc{} || ptr != s->data() + s->size()) {
+    bool whole = !s->empty() && ptr == s->data() + s->size();
+    if (!whole || (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
       error(n, what + " must be an integer, got '" + *s + "'");
+      return;
+    }
+    if (ec == std::errc::result_out_of_range) {
+      error(n, what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                   ", got " + *s);
       return;
     }
     if (v < lo || v > hi) {
@@ -117,13 +127,15 @@ class Reader {
       error(n, what + " must be true or false, got '" + *s + "'");
   }
 
-  void get_duration(const YAML::Node& n, const std::string& what, Millis& out, Millis min) {
+  void get_duration(const YAML::Node& n, const std::string& what, Millis& out, Millis min,
+                    Millis max = Millis::max()) {
     if (!present(n)) return;
     auto s = str(n, what);
     if (!s) return;
     auto d = parse_duration(*s);
     if (!d) return error(n, what + ": " + d.error());
     if (*d < min) return error(n, what + " must be at least " + format_duration(min));
+    if (*d > max) return error(n, what + " must be at most " + format_duration(max));
     out = *d;
   }
 
@@ -193,6 +205,52 @@ class Reader {
   std::vector<std::string> errors_;
 };
 
+// yaml-cpp keeps every entry of a repeated key (lookups see the first) and
+// shares aliased nodes, so `&a [*a]` is a cycle and nested aliases expand
+// exponentially. One walk before reading reports repeated keys and refuses
+// trees that no later walk could finish.
+constexpr int kMaxDepth = 64;
+constexpr size_t kMaxNodes = 100'000;  // counted with aliases expanded
+
+struct StructureCheck {
+  Reader& r;
+  size_t nodes = 0;
+  std::set<size_t> maps_checked;  // by position: an aliased map is checked once
+
+  // False when the tree is too deep or too large to read at all.
+  bool walk(const YAML::Node& n, int depth) {
+    if (++nodes > kMaxNodes) {
+      r.error(n, "the config expands to more than " + std::to_string(kMaxNodes) +
+                     " YAML nodes (check anchors and aliases)");
+      return false;
+    }
+    if (depth > kMaxDepth) {
+      r.error(n, "nested deeper than " + std::to_string(kMaxDepth) +
+                     " levels (or an alias refers to its own anchor)");
+      return false;
+    }
+    if (n.IsSequence()) {
+      for (const auto& item : n)
+        if (!walk(item, depth + 1)) return false;
+    } else if (n.IsMap()) {
+      const bool first_visit = maps_checked.insert(n.Mark().pos).second;
+      std::map<std::string, int> lines;  // key -> line of its first occurrence
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        const YAML::Node key = it->first;
+        const YAML::Node value = it->second;
+        if (first_visit && key.IsScalar()) {
+          auto [seen, fresh] = lines.emplace(key.Scalar(), key.Mark().line + 1);
+          if (!fresh)
+            r.error(key, "duplicate key '" + key.Scalar() + "' (first on line " +
+                             std::to_string(seen->second) + ")");
+        }
+        if (!walk(key, depth + 1) || !walk(value, depth + 1)) return false;
+      }
+    }
+    return true;
+  }
+};
+
 const std::regex& prefix_re() {
   static const std::regex re("^[a-z0-9]{1,16}$");
   return re;
@@ -204,10 +262,14 @@ const std::regex& token_re() {
 
 void read_rate(Reader& r, const YAML::Node& n, const std::string& what, Rate& rate) {
   if (!r.mapping(n, what, {"requests", "period", "burst"})) return;
+  const size_t errors_before = r.error_count();
   if (!n["requests"].IsDefined()) r.error(n, what + ".requests is required");
-  r.get_int(n["requests"], what + ".requests", rate.requests, 1, 1'000'000'000);
-  r.get_duration(n["period"], what + ".period", rate.period, Millis(1));
-  r.get_int(n["burst"], what + ".burst", rate.burst, 0, 1'000'000'000);
+  r.get_int(n["requests"], what + ".requests", rate.requests, 1, kMaxRateRequests);
+  r.get_duration(n["period"], what + ".period", rate.period, Millis(1), kMaxRatePeriod);
+  r.get_int(n["burst"], what + ".burst", rate.burst, 0, kMaxRateBurst);
+  // Each value is in range; what is left are the bounds on their combination.
+  if (r.error_count() == errors_before)
+    if (auto problem = rate_problem(rate, what)) r.error(n, *problem);
 }
 
 void read_plans(Reader& r, const YAML::Node& n, Config& c) {
@@ -390,6 +452,14 @@ std::optional<std::string> conninfo_error(const std::string& conninfo) {
   return msg;
 }
 
+// The key node of `name` in map `m` (its line is where the section starts), or
+// `m` itself when the key is absent.
+YAML::Node key_of(const YAML::Node& m, std::string_view name) {
+  for (auto it = m.begin(); it != m.end(); ++it)
+    if (it->first.IsScalar() && it->first.Scalar() == name) return it->first;
+  return m;
+}
+
 void read_config(Reader& r, const YAML::Node& root, Config& c) {
   if (!r.mapping(root, "the config file",
                  {"listen", "tls", "threads", "upstream", "admin", "store", "keys", "auth",
@@ -479,15 +549,15 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
       r.get_int(n["display_prefix_length"], "keys.display_prefix_length",
                 c.keys.display_prefix_length, 1, 64);
       r.opt_str(n["pepper"], "keys.pepper", c.keys.pepper);
+      // The display prefix shows the head plus 1..16 random characters: at least
+      // 16 of the 32 random characters (95 bits) always stay secret.
+      int head = static_cast<int>(c.keys.prefix.size()) + 1 +
+                 (c.keys.environment ? static_cast<int>(c.keys.environment->size()) + 1 : 0);
+      if (c.keys.display_prefix_length < head + 1 || c.keys.display_prefix_length > head + 16)
+        r.error(n["display_prefix_length"].IsDefined() ? n["display_prefix_length"] : n,
+                "keys.display_prefix_length must be between " + std::to_string(head + 1) + " and " +
+                    std::to_string(head + 16) + " for this prefix");
     }
-    // The display prefix shows the head plus 1..16 random characters: at least
-    // 16 of the 32 random characters (95 bits) always stay secret.
-    int head = static_cast<int>(c.keys.prefix.size()) + 1 +
-               (c.keys.environment ? static_cast<int>(c.keys.environment->size()) + 1 : 0);
-    if (c.keys.display_prefix_length < head + 1 || c.keys.display_prefix_length > head + 16)
-      r.error(n["display_prefix_length"].IsDefined() ? n["display_prefix_length"] : n,
-              "keys.display_prefix_length must be between " + std::to_string(head + 1) + " and " +
-                  std::to_string(head + 16) + " for this prefix");
   }
   if (auto n = root["auth"]; n.IsDefined()) read_auth(r, n, c);
   if (auto n = root["identity"]; n.IsDefined()) {
@@ -518,10 +588,15 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
         read_redis(r, rn, c.rate_limit.redis);
     }
   }
+  // Keys without a plan of their own get the default plan, so it must exist: with
+  // `plans` lacking `default` and no rate_limit section this names the plans line.
   if (!c.plans.contains(c.rate_limit.default_plan)) {
-    auto n = root["rate_limit"]["default_plan"];
-    r.error(n.IsDefined() ? n : root, "rate_limit.default_plan '" + c.rate_limit.default_plan +
-                                          "' is not defined under plans");
+    const YAML::Node rl = root["rate_limit"];
+    const YAML::Node at = rl.IsDefined() && rl.IsMap() && rl["default_plan"].IsDefined()
+                              ? rl["default_plan"]
+                              : key_of(root, "plans");
+    r.error(at, "rate_limit.default_plan '" + c.rate_limit.default_plan +
+                    "' is not defined under plans (define it or set rate_limit.default_plan)");
   }
   if (auto n = root["routes"]; n.IsDefined()) read_routes(r, n, c);
   if (auto n = root["health"]; n.IsDefined()) {
@@ -574,28 +649,52 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
 
 std::expected<Config, ConfigErrors> load_config_text(const std::string& yaml,
                                                      const std::string& name) {
-  Config c;
-  c.source_path = name;
-  Reader r(name, process_env());
-  YAML::Node root;
+  auto failed = [&](int line, const std::string& message) {
+    return std::unexpected(ConfigErrors{{name + ":" + std::to_string(line) + ": " + message}});
+  };
+  // Never throws: a reload must survive any text. Every known problem is reported
+  // by the reader with its line; the catch-alls below only guard against a yaml-cpp
+  // call that throws where the reader did not expect it (the fuzzer looks for those).
   try {
-    root = YAML::Load(yaml);
+    Config c;
+    c.source_path = name;
+    YAML::Node root;
+    try {
+      root = YAML::Load(yaml);
+    } catch (const YAML::Exception& e) {
+      return failed(e.mark.line + 1, "YAML syntax error: " + e.msg);
+    }
+    if (root.IsNull()) return c;  // an empty file: every default
+    Reader r(name, process_env());
+    StructureCheck structure{r};
+    if (structure.walk(root, 0)) read_config(r, root, c);
+    auto errors = r.take_errors();
+    if (!errors.empty()) return std::unexpected(ConfigErrors{std::move(errors)});
+    return c;
   } catch (const YAML::Exception& e) {
-    return std::unexpected(ConfigErrors{
-        {name + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg}});
+    return failed(e.mark.line + 1, std::string(kUnexpectedConfigError) + e.msg);
+  } catch (const std::exception& e) {
+    return failed(0, std::string(kUnexpectedConfigError) + e.what());
   }
-  if (root.IsNull()) return c;  // an empty file: every default
-  read_config(r, root, c);
-  auto errors = r.take_errors();
-  if (!errors.empty()) return std::unexpected(ConfigErrors{std::move(errors)});
-  return c;
 }
 
 std::expected<Config, ConfigErrors> load_config_file(const std::string& path) {
+  auto failed = [&](const std::string& why) {
+    return std::unexpected(ConfigErrors{{path + ":0: " + why}});
+  };
+  // A directory opens as an empty stream (and would read as every default).
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (ec) return failed("cannot read the config file: " + ec.message());
+  if (std::filesystem::is_directory(status))
+    return failed("cannot read the config file: it is a directory");
+  if (!std::filesystem::is_regular_file(status))
+    return failed("cannot read the config file: not a regular file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) return std::unexpected(ConfigErrors{{path + ":0: cannot read the config file"}});
+  if (!in) return failed("cannot read the config file: " + std::generic_category().message(errno));
   std::stringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) return failed("cannot read the config file: read error");
   return load_config_text(ss.str(), path);
 }
 

@@ -1,5 +1,6 @@
 #include "keygate/config/values.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -74,12 +75,42 @@ std::expected<Rate, std::string> parse_rate(std::string_view text) {
   std::uint64_t n = 0;
   auto head = text.substr(0, slash);
   auto [ptr, ec] = std::from_chars(head.data(), head.data() + head.size(), n);
+  if (ec == std::errc::result_out_of_range && ptr == head.data() + head.size())
+    return std::unexpected("rate.requests must be between 1 and " +
+                           std::to_string(kMaxRateRequests) + ", got " + std::string(head));
   if (ec != std::errc{} || ptr != head.data() + head.size() || n == 0) return bad();
   std::string period(text.substr(slash + 1));
   if (period == "s" || period == "m" || period == "h" || period == "d") period = "1" + period;
   auto d = parse_duration(period);
   if (!d || d->count() <= 0) return bad();
-  return Rate{n, *d, 0};
+  Rate rate{n, *d, 0};
+  if (auto problem = rate_problem(rate)) return std::unexpected(*problem);
+  return rate;
+}
+
+std::optional<std::string> rate_problem(const Rate& r, const std::string& what) {
+  if (r.requests < 1 || r.requests > kMaxRateRequests)
+    return what + ".requests must be between 1 and " + std::to_string(kMaxRateRequests) + ", got " +
+           std::to_string(r.requests);
+  if (r.burst > kMaxRateBurst)
+    return what + ".burst must be between 0 and " + std::to_string(kMaxRateBurst) + ", got " +
+           std::to_string(r.burst);
+  if (r.period < Millis(1) || r.period > kMaxRatePeriod)
+    return what + ".period must be between 1ms and " + format_duration(kMaxRatePeriod) + ", got " +
+           format_duration(r.period);
+  // The bucket refills one token every ceil(period / requests) nanoseconds and
+  // holds `capacity` of them: both must be whole, non-zero and fit in int64.
+  const auto period_ns = static_cast<std::uint64_t>(r.period.count()) * 1'000'000;
+  if (r.requests > period_ns)
+    return what + " is too fast: at most one request per nanosecond (" +
+           std::to_string(kMaxRateRequests) + "/1s) can be enforced";
+  const std::uint64_t interval_ns = (period_ns + r.requests - 1) / r.requests;
+  const auto max_window_ns = static_cast<std::uint64_t>(kMaxRateRefillWindow.count()) * 1'000'000;
+  if (r.capacity() > max_window_ns / interval_ns)
+    return what + ": an empty bucket would take more than " +
+           format_duration(kMaxRateRefillWindow) +
+           " to refill (burst x period / requests); lower the burst or raise the rate";
+  return std::nullopt;
 }
 
 std::expected<HostPort, std::string> parse_host_port(std::string_view text) {

@@ -33,8 +33,8 @@ std::optional<Error> KeyService::validate(const KeySpec& s) const {
       return validation_error("scopes", "invalid scope '" + sc + "' (1-64 of [A-Za-z0-9:._*/-])");
   if (!s.plan.empty() && !config_.plans.contains(s.plan))
     return validation_error("plan", "unknown plan '" + s.plan + "'");
-  if (s.rate && (s.rate->requests == 0 || s.rate->period.count() <= 0))
-    return validation_error("rate", "rate needs requests >= 1 and a positive period");
+  if (s.rate)
+    if (auto problem = rate_problem(*s.rate)) return validation_error("rate", *problem);
   if (s.expires_at && *s.expires_at <= now_millis())
     return validation_error("expires_at", "expires_at must be in the future");
   for (const auto& ip : s.allowed_ips)

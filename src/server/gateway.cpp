@@ -185,53 +185,57 @@ int serve(Config config) {
   std::string config_path = config.source_path;
   std::int64_t config_generation = 1;
   metrics.config_adopted(config_generation, now_millis() / 1000);
+  // SIGHUP: read the file and build everything derived from it (TLS context,
+  // runtime) before adopting anything; any failure at all (missing file,
+  // directory, bad YAML, invalid values, bad certificate, anything thrown) is
+  // logged, counted, and leaves the running config in force. Reload never kills.
+  auto reload = [&] {
+    auto reject = [&](const std::vector<std::string>& errors) {
+      metrics.config_reload_failed();
+      log::error("reload failed; keeping the running config",
+                 {{"path", config_path}, {"errors", errors}});
+    };
+    try {
+      auto next = load_config_file(config_path);
+      if (!next) return reject(next.error().messages);
+      if (next->listen.str() != config.listen.str() || next->threads != config.threads ||
+          next->store_sqlite != config.store_sqlite ||
+          next->store_postgres != config.store_postgres ||
+          next->admin.listen.str() != config.admin.listen.str())
+        log::warn("listen, threads, store and admin.listen change only on restart");
+      // The certificate is re-read too (renewals).
+      std::shared_ptr<asio::ssl::context> tls;
+      if (next->tls.enabled()) tls = make_server_tls(next->tls);
+      auto fresh = std::make_shared<const Runtime>(*next);
+      log::setup(next->logging);
+      // The generation moves (and "config reloaded" is logged) only once every
+      // I/O thread and the store worker use the new config.
+      const std::int64_t generation = ++config_generation;
+      auto pending = std::make_shared<std::atomic<size_t>>(workers.size() + 1);
+      auto adopted = [pending, generation, &metrics, config_path] {
+        if (pending->fetch_sub(1) != 1) return;
+        metrics.config_adopted(generation, now_millis() / 1000);
+        log::info("config reloaded", {{"path", config_path}, {"generation", generation}});
+      };
+      for (auto& w : workers)
+        asio::post(w->ioc, [&wk = *w, fresh, tls, adopted] {
+          wk.runtime = fresh;
+          wk.tls = tls;
+          adopted();
+        });
+      storew.set_runtime(fresh, adopted);
+    } catch (const std::exception& e) {
+      reject({e.what()});
+    } catch (...) {
+      reject({"unknown exception"});
+    }
+  };
   bool stop = false;
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](boost::system::error_code ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        auto next = load_config_file(config_path);
-        if (!next) {
-          metrics.config_reload_failed();
-          log::error("reload failed; keeping the running config",
-                     {{"errors", next.error().messages}});
-        } else {
-          if (next->listen.str() != config.listen.str() || next->threads != config.threads ||
-              next->store_sqlite != config.store_sqlite ||
-              next->store_postgres != config.store_postgres ||
-              next->admin.listen.str() != config.admin.listen.str())
-            log::warn("listen, threads, store and admin.listen change only on restart");
-          // The certificate is re-read too (renewals); a bad one keeps the old.
-          std::shared_ptr<asio::ssl::context> tls;
-          bool tls_ok = true;
-          if (next->tls.enabled()) {
-            try {
-              tls = make_server_tls(next->tls);
-            } catch (const std::exception& e) {
-              tls_ok = false;
-              log::error("TLS reload failed; keeping the running certificate",
-                         {{"error", e.what()}});
-            }
-          }
-          log::setup(next->logging);
-          auto fresh = std::make_shared<const Runtime>(*next);
-          // The generation moves (and "config reloaded" is logged) only once every
-          // I/O thread and the store worker use the new config.
-          const std::int64_t generation = ++config_generation;
-          auto pending = std::make_shared<std::atomic<size_t>>(workers.size() + 1);
-          auto adopted = [pending, generation, &metrics, config_path] {
-            if (pending->fetch_sub(1) != 1) return;
-            metrics.config_adopted(generation, now_millis() / 1000);
-            log::info("config reloaded", {{"path", config_path}, {"generation", generation}});
-          };
-          for (auto& w : workers)
-            asio::post(w->ioc, [&wk = *w, fresh, tls, tls_ok, adopted] {
-              wk.runtime = fresh;
-              if (tls_ok) wk.tls = tls;
-              adopted();
-            });
-          storew.set_runtime(fresh, adopted);
-        }
+        reload();
         wait_signal();
         return;
       }

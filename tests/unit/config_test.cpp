@@ -1,9 +1,16 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "keygate/config/loader.hpp"
 #include "keygate/config/values.hpp"
+#include "keygate/core/time.hpp"
+#include "keygate/keys/key_service.hpp"
+#include "keygate/keys/sqlite_store.hpp"
+#include "keygate/ratelimit/token_bucket.hpp"
 
 using namespace keygate;
 using namespace std::chrono_literals;
@@ -284,4 +291,348 @@ TEST(ConfigLoad, StoreIsSqliteOrPostgres) {
   expect_error("store: {postgres: ''}", "must not be empty", 1);
   expect_error("store: {postgres: 'postgresql://db/k?bogus=1'}", "store.postgres: ", 1);
   expect_error("store: {postgres: 'host=db bogus=1'}", "store.postgres: ", 1);
+}
+
+// ---- Reload never kills: every failure is an error value, never an exception ----
+
+namespace {
+
+// Loads `yaml` and requires a clean failure: errors, none of them the loader's
+// catch-all for a yaml-cpp call that threw (those are bugs).
+std::vector<std::string> rejected(const std::string& yaml) {
+  auto errs = errors_of(yaml);
+  for (const auto& e : errs)
+    EXPECT_EQ(e.find(kUnexpectedConfigError), std::string::npos) << yaml << "\n" << e;
+  return errs;
+}
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "kg-config-XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name, const std::string& text) const {
+    auto p = path / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+};
+
+}  // namespace
+
+TEST(ConfigErrors, PlansWithoutDefaultAndNoRateLimitSectionIsAnErrorNotACrash) {
+  // Was: yaml-cpp threw InvalidNode while naming the line ("terminate called", exit 134
+  // on SIGHUP). Keys without a plan need the default plan, so it must exist.
+  expect_error("listen: 127.0.0.1:1\nplans:\n  pro: {rate: {requests: 5, period: 1m}}\n",
+               "rate_limit.default_plan 'default' is not defined under plans", 2);
+  // Naming an existing plan as the default makes the same plans valid.
+  Config c =
+      ok("plans:\n  pro: {rate: {requests: 5, period: 1m}}\nrate_limit: {default_plan: pro}");
+  EXPECT_EQ(c.rate_limit.default_plan, "pro");
+}
+
+TEST(ConfigErrors, SectionsOfTheWrongTypeAreErrorsNotExceptions) {
+  // Each of these made yaml-cpp throw (operator[] on a scalar or an absent node).
+  EXPECT_EQ(rejected("plans: {pro: {}}\nrate_limit: 5").size(), 2u);
+  EXPECT_EQ(rejected("rate_limit: [a]\nplans: {pro: {}}").size(), 2u);
+  expect_error("keys: 5", "keys must be a mapping", 1);
+  expect_error("keys: [a, b]", "keys must be a mapping", 1);
+  for (const char* yaml : {"5",
+                           "[1, 2]",
+                           "plans: 5",
+                           "plans: [a]",
+                           "routes: {a: 1}",
+                           "routes: [5]",
+                           "auth: {sources: [{header: [x]}]}",
+                           "errors: [1]",
+                           "errors: {templates: 5}",
+                           "errors: {codes: [1]}",
+                           "tls: 5",
+                           "upstream: {url: [1]}",
+                           "health: 5",
+                           "limits: 5",
+                           "logging: 5",
+                           "plans: {default: {rate: 5}}",
+                           "plans: {default: 5}",
+                           "plans: {? [a] : {}}",
+                           "{? {a: 1} : 2}",
+                           "admin: {token: [x]}"})
+    EXPECT_FALSE(rejected(yaml).empty()) << yaml;
+}
+
+TEST(ConfigErrors, DuplicateKeysNameBothLines) {
+  expect_error("listen: 127.0.0.1:1\nthreads: 2\nlisten: 127.0.0.1:2\n",
+               "duplicate key 'listen' (first on line 1)", 3);
+  expect_error(
+      "plans:\n  default: {rate: {requests: 5, period: 1m}}\n"
+      "  default: {rate: {requests: 6, period: 1m}}\n",
+      "duplicate key 'default' (first on line 2)", 3);
+  expect_error("plans:\n  default: {rate: {requests: 5, requests: 6, period: 1m}}\n",
+               "duplicate key 'requests'", 2);
+  expect_error("errors:\n  template: {\"a\": 1,\n              \"a\": 2}\n", "duplicate key 'a'",
+               3);
+  expect_error("errors:\n  messages: {invalid: x}\n  messages: {missing: y}\n",
+               "duplicate key 'messages' (first on line 2)", 3);
+  // Every duplicate at once, each once even when its map is reached through aliases.
+  auto errs = rejected(
+      "plans:\n  a: &p {rate: {requests: 5, period: 1m}, scope: key, scope: owner}\n"
+      "  b: *p\n  c: *p\nlisten: 127.0.0.1:1\nlisten: 127.0.0.1:2\n");
+  ASSERT_EQ(errs.size(), 3u) << ::testing::PrintToString(errs);  // scope, listen, no default
+  EXPECT_EQ(errs[0], "t.yaml:2: duplicate key 'scope' (first on line 2)");
+  EXPECT_EQ(errs[1], "t.yaml:6: duplicate key 'listen' (first on line 5)");
+  // Aliased plans without duplicates are fine.
+  Config c = ok("plans:\n  default: &p {rate: {requests: 5, period: 1m}}\n  team: *p\n");
+  EXPECT_EQ(c.plans.at("team").rate->requests, 5u);
+}
+
+TEST(ConfigErrors, AliasCyclesBombsAndDeepNestingAreRefused) {
+  expect_error("errors:\n  template: &t {a: [1, *t]}\n", "alias refers to its own anchor", 2);
+  // 10 levels of 10 aliases: 10^10 nodes if expanded.
+  std::string bomb = "errors:\n  template:\n    l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 10; ++i) {
+    std::string prev = "*l" + std::to_string(i - 1);
+    bomb += "    l" + std::to_string(i) + ": &l" + std::to_string(i) + " [" + prev;
+    for (int k = 1; k < 10; ++k) bomb += ", " + prev;
+    bomb += "]\n";
+  }
+  auto errs = rejected(bomb);
+  ASSERT_EQ(errs.size(), 1u) << ::testing::PrintToString(errs);
+  EXPECT_NE(errs[0].find("expands to more than 100000 YAML nodes"), std::string::npos) << errs[0];
+  std::string deep = "errors: {template: " + std::string(100, '[') + std::string(100, ']') + "}";
+  EXPECT_NE(rejected(deep)[0].find("nested deeper than 64 levels"), std::string::npos);
+}
+
+TEST(ConfigErrors, ADirectoryOrAFifoIsNoConfigFile) {
+  TempDir dir;
+  // A directory used to read as an empty file: every default, admin token off.
+  auto d = load_config_file(dir.path.string());
+  ASSERT_FALSE(d);
+  ASSERT_EQ(d.error().messages.size(), 1u);
+  EXPECT_EQ(d.error().messages[0],
+            dir.path.string() + ":0: cannot read the config file: it is a directory");
+  auto fifo = (dir.path / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto f = load_config_file(fifo);  // must not block waiting for a writer
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().messages[0], fifo + ":0: cannot read the config file: not a regular file");
+  auto missing = load_config_file((dir.path / "none.yaml").string());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().messages[0].find(":0: cannot read the config file: No such file"),
+            std::string::npos)
+      << missing.error().messages[0];
+  // A regular file still loads, through a symlink too (ConfigMap mounts are symlinks).
+  auto good = dir.file("good.yaml", "threads: 3\n");
+  std::filesystem::create_symlink(good, dir.path / "link.yaml");
+  auto linked = load_config_file((dir.path / "link.yaml").string());
+  ASSERT_TRUE(linked) << linked.error().joined();
+  EXPECT_EQ(linked->threads, 3);
+}
+
+TEST(ConfigErrors, AnUnreadableFileIsAnError) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode";
+  TempDir dir;
+  auto path = dir.file("secret.yaml", "threads: 1\n");
+  ::chmod(path.c_str(), 0);
+  auto c = load_config_file(path);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().messages[0], path + ":0: cannot read the config file: Permission denied");
+}
+
+// ---- Rate bounds: what the headers report is what the token bucket enforces ----
+
+namespace {
+
+constexpr Millis kDay{86'400'000};
+
+// The bucket for `r` holds exactly r.capacity() tokens, refills one every
+// ceil(period / requests) ns, and is neither clamped nor overflowed.
+void expect_enforced_exactly(const Rate& r) {
+  SCOPED_TRACE(::testing::Message()
+               << r.requests << "/" << r.period.count() << "ms burst " << r.burst);
+  ASSERT_EQ(rate_problem(r), std::nullopt);
+  const BucketShape shape = BucketShape::of(r);
+  const auto period_ns = static_cast<std::int64_t>(r.period.count()) * 1'000'000;
+  const auto requests = static_cast<std::int64_t>(r.requests);
+  EXPECT_EQ(shape.capacity, r.capacity());
+  EXPECT_EQ(shape.interval_ns, (period_ns + requests - 1) / requests);
+  EXPECT_EQ(shape.window_ns, static_cast<std::int64_t>(shape.capacity) * shape.interval_ns);
+
+  const std::int64_t t0 = 1'000'000'000;
+  TokenBucket fresh(shape);
+  Decision first = fresh.take(t0);
+  EXPECT_TRUE(first.allowed);
+  EXPECT_EQ(first.limit, r.capacity());  // X-RateLimit-Limit
+  EXPECT_EQ(first.remaining, r.capacity() - 1);
+
+  // An emptied bucket: no token now, exactly one after one interval, and all
+  // `capacity` of them (no more) once a whole window has passed.
+  TokenBucket bucket(BucketShape{1, shape.interval_ns, shape.interval_ns});
+  ASSERT_TRUE(bucket.take(t0).allowed);
+  bucket.reshape(shape, t0);
+  EXPECT_EQ(bucket.available(t0), 0u);
+  EXPECT_FALSE(bucket.take(t0).allowed);
+  EXPECT_EQ(bucket.available(t0 + shape.interval_ns - 1), 0u);
+  EXPECT_EQ(bucket.available(t0 + shape.interval_ns), 1u);
+  EXPECT_EQ(bucket.available(t0 + shape.window_ns - 1), r.capacity() - 1);
+  EXPECT_EQ(bucket.available(t0 + shape.window_ns), r.capacity());
+  EXPECT_EQ(bucket.available(t0 + 2 * shape.window_ns), r.capacity());
+  Decision last = bucket.take(t0 + shape.interval_ns);
+  EXPECT_TRUE(last.allowed);
+  EXPECT_EQ(last.remaining, 0u);
+  EXPECT_EQ(last.limit, r.capacity());
+  EXPECT_FALSE(bucket.take(t0 + shape.interval_ns).allowed);
+}
+
+}  // namespace
+
+TEST(RateBounds, TheLargestAcceptedRatesAreEnforcedExactly) {
+  expect_enforced_exactly(Rate{kMaxRateRequests, Millis(1000), kMaxRateBurst});  // 1/ns
+  expect_enforced_exactly(Rate{1'000'000, Millis(1), 0});                        // 1/ns
+  expect_enforced_exactly(Rate{1, kMaxRatePeriod, 10});                          // refills in 3650d
+  expect_enforced_exactly(Rate{100'000'000, kMaxRatePeriod, kMaxRateBurst});     // 3650d too
+  expect_enforced_exactly(Rate{kMaxRateRequests, kMaxRatePeriod, 0});
+  expect_enforced_exactly(Rate{7, Millis(60'000), 3});  // interval rounded up: 8571428572 ns
+  expect_enforced_exactly(Rate{1, Millis(1), 0});
+}
+
+TEST(RateBounds, OneBeyondEachBoundIsRejected) {
+  auto problem = [](Rate r) { return rate_problem(r, "plans.x.rate").value_or("(accepted)"); };
+  EXPECT_EQ(problem({kMaxRateRequests + 1, Millis(2000), 0}),
+            "plans.x.rate.requests must be between 1 and 1000000000, got 1000000001");
+  EXPECT_EQ(problem({0, Millis(1000), 0}),
+            "plans.x.rate.requests must be between 1 and 1000000000, got 0");
+  EXPECT_EQ(problem({10, Millis(1000), kMaxRateBurst + 1}),
+            "plans.x.rate.burst must be between 0 and 1000000000, got 1000000001");
+  EXPECT_EQ(problem({10, Millis(1000), ~0ULL}),
+            "plans.x.rate.burst must be between 0 and 1000000000, got 18446744073709551615");
+  EXPECT_EQ(problem({10, kMaxRatePeriod + Millis(1), 0}),
+            "plans.x.rate.period must be between 1ms and 365d, got 31536000001ms");
+  EXPECT_EQ(problem({10, Millis(0), 0}),
+            "plans.x.rate.period must be between 1ms and 365d, got 0s");
+  EXPECT_NE(problem({kMaxRateRequests, Millis(999), 0}).find("too fast"), std::string::npos);
+  EXPECT_NE(problem({1'000'001, Millis(1), 0}).find("too fast"), std::string::npos);
+  EXPECT_NE(problem({1, kMaxRatePeriod, 11}).find("more than 3650d to refill"), std::string::npos);
+  EXPECT_NE(problem({100'000'000 - 1, kMaxRatePeriod, kMaxRateBurst}).find("3650d"),
+            std::string::npos);
+}
+
+TEST(RateBounds, TheConfigFileRejectsOutOfRangeRatesAtTheirLine) {
+  expect_error(
+      "plans:\n  default:\n    rate:\n      requests: 5\n      period: 1m\n"
+      "      burst: 18446744073709551615\n",
+      "plans.default.rate.burst must be between 0 and 1000000000", 6);
+  expect_error("plans:\n  default: {rate: {requests: 1000000001, period: 1h}}",
+               "plans.default.rate.requests must be between 1 and 1000000000", 2);
+  expect_error("plans:\n  default: {rate: {requests: 99999999999999999999999, period: 1h}}",
+               "must be between 1 and 1000000000, got 99999999999999999999999", 2);
+  expect_error("plans:\n  default: {rate: {requests: 1, period: 366d}}",
+               "plans.default.rate.period must be at most 365d", 2);
+  expect_error("plans:\n  default: {rate: {requests: 1000000, period: 999us}}", "invalid duration",
+               2);
+  expect_error("plans:\n  default: {rate: {requests: 1000001, period: 1ms}}", "too fast", 2);
+  expect_error("plans:\n  default: {rate: {requests: 1, period: 1d, burst: 3651}}",
+               "more than 3650d to refill", 2);
+  Config c = ok("plans:\n  default: {rate: {requests: 1000000000, period: 1s, burst: 1000000000}}");
+  EXPECT_EQ(c.plans.at("default").rate->capacity(), kMaxRateBurst);
+}
+
+TEST(RateBounds, TheCliAndAdminApiRatesShareTheBounds) {
+  // --rate N/PERIOD (CLI) and rate.requests (admin API) end in the same checks.
+  EXPECT_TRUE(parse_rate("1000000000/s"));
+  EXPECT_EQ(parse_rate("1000000001/h").error(),
+            "rate.requests must be between 1 and 1000000000, got 1000000001");
+  EXPECT_EQ(parse_rate("99999999999999999999/h").error(),
+            "rate.requests must be between 1 and 1000000000, got 99999999999999999999");
+  EXPECT_NE(parse_rate("10/366d").error().find("365d"), std::string::npos);
+  EXPECT_NE(parse_rate("1000001/1ms").error().find("too fast"), std::string::npos);
+
+  SqliteStore store(":memory:");
+  const Config config;
+  KeyService svc(store, config);
+  auto with_rate = [](Rate r) { return KeySpec{.name = "k", .rate = r}; };
+  auto accepted = svc.validate(with_rate({kMaxRateRequests, Millis(1000), kMaxRateBurst}));
+  EXPECT_FALSE(accepted) << accepted->message;
+  for (Rate bad : {Rate{5, Millis(60'000), kMaxRateBurst + 1}, Rate{5, Millis(60'000), ~0ULL},
+                   Rate{kMaxRateRequests + 1, Millis(60'000), 0}, Rate{0, Millis(60'000), 0},
+                   Rate{5, Millis(0), 0}, Rate{5, kMaxRatePeriod + Millis(1), 0}}) {
+    auto e = svc.validate(with_rate(bad));
+    ASSERT_TRUE(e) << bad.requests << "/" << bad.period.count() << " burst " << bad.burst;
+    EXPECT_EQ(e->status, 400);
+    EXPECT_EQ(e->details["field"], "rate");
+  }
+}
+
+// ---- RFC 3339 ----
+
+TEST(Rfc3339, ReadsEveryFormTheRfcAllows) {
+  const UnixMillis t = 1'801'657'805'000;  // 2027-02-03T12:30:05Z
+  EXPECT_EQ(parse_time("2027-02-03T12:30:05Z"), t);
+  EXPECT_EQ(parse_time("2027-02-03t12:30:05z"), t);
+  EXPECT_EQ(parse_time("2027-02-03 12:30:05Z"), t);
+  EXPECT_EQ(parse_time("2027-02-03T14:30:05+02:00"), t);
+  EXPECT_EQ(parse_time("2027-02-03T07:00:05-05:30"), t);
+  EXPECT_EQ(parse_time("2027-02-03T12:30:05-00:00"), t);
+  EXPECT_EQ(parse_time("2027-02-04T00:29:05+11:59"), t);
+  EXPECT_EQ(parse_time("2027-02-03T12:30:05.5Z"), t + 500);
+  EXPECT_EQ(parse_time("2027-02-03T12:30:05.25Z"), t + 250);
+  EXPECT_EQ(parse_time("2027-02-03T12:30:05.999999999999Z"), t + 999);  // truncated to ms
+  EXPECT_EQ(parse_time("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(parse_time("1969-12-31T23:59:59Z"), -1000);
+  EXPECT_EQ(parse_time("9999-12-31T23:59:59Z"), 253'402'300'799'000);
+}
+
+TEST(Rfc3339, RejectsDatesThatDoNotExist) {
+  // Was: read as 3 March (timegm normalises).
+  EXPECT_FALSE(parse_time("2027-02-31T00:00:00Z"));
+  EXPECT_FALSE(parse_time("2027-02-29T00:00:00Z"));  // 2027 is no leap year
+  EXPECT_FALSE(parse_time("2100-02-29T00:00:00Z"));  // divisible by 100, not by 400
+  EXPECT_FALSE(parse_time("2027-04-31T00:00:00Z"));
+  EXPECT_FALSE(parse_time("2027-00-10T00:00:00Z"));
+  EXPECT_FALSE(parse_time("2027-13-01T00:00:00Z"));
+  EXPECT_FALSE(parse_time("2027-01-00T00:00:00Z"));
+  EXPECT_EQ(parse_time("2028-02-29T00:00:00Z"), *parse_time("2028-02-28T00:00:00Z") + 86'400'000);
+  EXPECT_EQ(parse_time("2000-02-29T00:00:00Z"), *parse_time("2000-03-01T00:00:00Z") - 86'400'000);
+}
+
+TEST(Rfc3339, LeapSecondsOnlyWhereTheyCanOccur) {
+  // 23:59:60 UTC (in any offset) is the leap second, read as the next second.
+  auto midnight = *parse_time("2017-01-01T00:00:00Z");
+  EXPECT_EQ(parse_time("2016-12-31T23:59:60Z"), midnight);
+  EXPECT_EQ(parse_time("2016-12-31T15:59:60-08:00"), midnight);
+  EXPECT_EQ(parse_time("2017-01-01T05:29:60.5+05:30"), midnight + 500);
+  EXPECT_FALSE(parse_time("2016-12-31T23:58:60Z"));
+  EXPECT_FALSE(parse_time("2016-12-31T12:59:60Z"));
+  EXPECT_FALSE(parse_time("2016-12-31T23:59:61Z"));
+}
+
+TEST(Rfc3339, RejectsMalformedText) {
+  for (const char* bad : {"",
+                          "2027-01-31",
+                          "2027-01-31T12:30Z",
+                          "2027-01-31T12:30:05",
+                          "2027-01-31T24:00:00Z",
+                          "2027-01-31T12:60:00Z",
+                          "2027-1-31T12:30:05Z",
+                          "27-01-31T12:30:05Z",
+                          "2027/01/31T12:30:05Z",
+                          "2027-01-31X12:30:05Z",
+                          "2027-01-31T12:30:05.Z",
+                          "2027-01-31T12:30:05,5Z",
+                          "2027-01-31T12:30:05+0200",
+                          "2027-01-31T12:30:05+24:00",
+                          "2027-01-31T12:30:05+02:60",
+                          "2027-01-31T12:30:05+2:00",
+                          "2027-01-31T12:30:05ZZ",
+                          "2027-01-31T12:30:05Z ",
+                          " 2027-01-31T12:30:05Z",
+                          "+027-01-31T12:30:05Z",
+                          "2027-+1-31T12:30:05Z",
+                          "2027-01-31T12:30:05UTC",
+                          "2027-01-31T12:30:05GMT",
+                          "2027-01-31T12:30:05.1",
+                          "２０２７-01-31T12:30:05Z"})
+    EXPECT_FALSE(parse_time(bad)) << bad;
+  EXPECT_FALSE(parse_time(std::string("2027-01-31T12:30:05Z\0", 21)));
 }

@@ -17,8 +17,19 @@ namespace keygate {
 std::expected<Millis, std::string> parse_duration(std::string_view text);
 std::string format_duration(Millis d);
 
-// "600/1m", "10/s", "5/h" (PERIOD: s, m, h, d or a duration).
+// "600/1m", "10/s", "5/h" (PERIOD: s, m, h, d or a duration), within the bounds below.
 std::expected<Rate, std::string> parse_rate(std::string_view text);
+
+// Bounds on a rate, so that the token bucket (GCRA on int64 nanoseconds, see
+// ratelimit/token_bucket.hpp) enforces exactly the capacity the headers report:
+// no overflow, no clamped window, a refill interval of at least 1 ns.
+inline constexpr std::uint64_t kMaxRateRequests = 1'000'000'000;
+inline constexpr std::uint64_t kMaxRateBurst = 1'000'000'000;
+inline constexpr Millis kMaxRatePeriod{365LL * 86'400'000};         // 365d
+inline constexpr Millis kMaxRateRefillWindow{3650LL * 86'400'000};  // 3650d: empty -> full
+// The first bound `r` breaks, as a message naming `what` ("rate", "plans.pro.rate");
+// nullopt when the bucket can represent it exactly.
+std::optional<std::string> rate_problem(const Rate& r, const std::string& what = "rate");
 
 std::expected<HostPort, std::string> parse_host_port(std::string_view text);
 

@@ -14,7 +14,8 @@ UnixMillis now_millis();
 // RFC 3339 UTC: with milliseconds (stored times), and in whole seconds.
 std::string format_time(UnixMillis t);
 std::string format_rfc3339(std::chrono::system_clock::time_point t);
-// RFC 3339 with a 'T' (or space) and a zone; nullopt when malformed.
+// RFC 3339 date-time (a space may stand for the T); nullopt when malformed or no
+// calendar date. See time.cpp for leap seconds.
 std::optional<UnixMillis> parse_time(const std::string& rfc3339);
 
 }  // namespace keygate
