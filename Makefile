@@ -4,7 +4,7 @@ CONFIG     ?= config/keygate.yaml
 CMAKE_ARGS ?=
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build run test bench format clean mutate
+.PHONY: all deps build run test bench fuzz format clean mutate
 
 all: build
 
@@ -28,6 +28,11 @@ test: build
 bench: build
 	@bash scripts/install-deps.sh --bench
 	@bash tests/bench/run.sh $(BUILD)
+
+# libFuzzer targets (clang, build-fuzz/): each runs FUZZ_SECONDS under ASan + UBSan.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages keygate needs to build, test and run.
 # Idempotent: a no-op (no apt call at all) when every package is present.
-# Usage: scripts/install-deps.sh [--runtime | --bench | --ci]
+# Usage: scripts/install-deps.sh [--runtime | --bench | --ci | --fuzz]
 set -euo pipefail
 
 build_pkgs=(cmake ninja-build g++ make libboost1.81-dev nlohmann-json3-dev libspdlog-dev
@@ -15,12 +15,14 @@ runtime_pkgs=(libyaml-cpp0.7 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 libpq5 c
   libboost-url1.81.0 libhiredis0.14)
 bench_pkgs=(wrk nginx haproxy)
 ci_pkgs=(yamllint)
+fuzz_pkgs=(clang-16 libclang-rt-16-dev)  # libFuzzer; clang 14 cannot compile std::expected
 
 want=()
 case "${1:-}" in
   --runtime) want=("${runtime_pkgs[@]}") ;;
   --bench) want=("${bench_pkgs[@]}") ;;
   --ci) want=("${ci_pkgs[@]}") ;;
+  --fuzz) want=("${fuzz_pkgs[@]}") ;;
   *) want=("${build_pkgs[@]}") ;;
 esac
 

@@ -3,6 +3,8 @@
 #include <libpq-fe.h>
 #include <yaml-cpp/yaml.h>
 
+#include <boost/locale/utf.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -25,6 +27,17 @@ std::string ConfigErrors::joined() const {
 }
 
 namespace {
+
+// Every string of a config may end up in a JSON body or log line (error
+// templates, messages, names), and JSON text is UTF-8.
+bool is_utf8(std::string_view s) {
+  using boost::locale::utf::utf_traits;
+  for (auto p = s.begin(); p != s.end();) {
+    auto c = utf_traits<char>::decode(p, s.end());
+    if (c == boost::locale::utf::illegal || c == boost::locale::utf::incomplete) return false;
+  }
+  return true;
+}
 
 // Walks the YAML tree, expands ${VAR} in scalars and collects every problem
 // with its line instead of stopping at the first one.
@@ -71,6 +84,12 @@ class Reader {
     auto v = expand_env(n.Scalar(), env_);
     if (!v) {
       error(n, what + ": " + v.error());
+      return std::nullopt;
+    }
+    if (!is_utf8(*v)) {
+      // Bytes written in the file itself are reported by the structure check.
+      if (is_utf8(n.Scalar()))
+        error(n, what + ": an environment variable's value is not UTF-8 text");
       return std::nullopt;
     }
     return *v;
@@ -207,15 +226,17 @@ class Reader {
 
 // yaml-cpp keeps every entry of a repeated key (lookups see the first) and
 // shares aliased nodes, so `&a [*a]` is a cycle and nested aliases expand
-// exponentially. One walk before reading reports repeated keys and refuses
-// trees that no later walk could finish.
+// exponentially; it also takes any bytes as text. One walk before reading
+// reports repeated keys and text that is not UTF-8, and refuses trees that no
+// later walk could finish.
 constexpr int kMaxDepth = 64;
 constexpr size_t kMaxNodes = 100'000;  // counted with aliases expanded
 
 struct StructureCheck {
   Reader& r;
   size_t nodes = 0;
-  std::set<size_t> maps_checked;  // by position: an aliased map is checked once
+  // By position: a node reached again through an alias is checked once.
+  std::set<size_t> maps_checked, scalars_checked;
 
   // False when the tree is too deep or too large to read at all.
   bool walk(const YAML::Node& n, int depth) {
@@ -229,7 +250,10 @@ struct StructureCheck {
                      " levels (or an alias refers to its own anchor)");
       return false;
     }
-    if (n.IsSequence()) {
+    if (n.IsScalar()) {
+      if (!is_utf8(n.Scalar()) && scalars_checked.insert(n.Mark().pos).second)
+        r.error(n, "not UTF-8 text (save the file as UTF-8)");
+    } else if (n.IsSequence()) {
       for (const auto& item : n)
         if (!walk(item, depth + 1)) return false;
     } else if (n.IsMap()) {

@@ -6,6 +6,13 @@ namespace keygate {
 
 namespace {
 
+// Error text may carry bytes a client sent (a path, a parameter): never let them
+// make dump() throw; invalid UTF-8 becomes U+FFFD.
+template <class Json>
+std::string to_text(const Json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 struct Values {
   std::string code, message, reason, request_id, retry_after, retry_at, reset, reset_at;
   int status = 0;
@@ -27,7 +34,7 @@ struct Values {
     if (name == "status") return std::to_string(status);
     if (name == "reason") return reason;
     if (name == "request_id") return request_id;
-    if (name == "details") return details.dump();
+    if (name == "details") return to_text(details);
     if (name == "retry_after") return retry_after;
     if (name == "retry_at") return retry_at;
     if (name == "reset") return reset;
@@ -91,7 +98,7 @@ std::string ErrorRenderer::envelope(const Error& e, std::string_view request_id)
                                    {"message", e.message},
                                    {"details", details_of(e)},
                                    {"request_id", request_id}}}};
-  return body.dump();
+  return to_text(body);
 }
 
 std::string ErrorRenderer::render(const Error& e, std::string_view request_id,
@@ -123,7 +130,7 @@ std::string ErrorRenderer::render(const Error& e, std::string_view request_id,
     styled.message = v.message;
     return envelope(styled, request_id);
   }
-  return fill(*tmpl, v).dump();
+  return to_text(fill(*tmpl, v));
 }
 
 }  // namespace keygate

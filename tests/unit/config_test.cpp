@@ -10,6 +10,7 @@
 #include "keygate/core/time.hpp"
 #include "keygate/keys/key_service.hpp"
 #include "keygate/keys/sqlite_store.hpp"
+#include "keygate/proxy/error_renderer.hpp"
 #include "keygate/ratelimit/token_bucket.hpp"
 
 using namespace keygate;
@@ -387,6 +388,22 @@ TEST(ConfigErrors, DuplicateKeysNameBothLines) {
   EXPECT_EQ(c.plans.at("team").rate->requests, 5u);
 }
 
+TEST(ConfigErrors, TextThatIsNotUtf8IsRefused) {
+  // Found by fuzz_config: a Latin-1 message was accepted, and every error reply
+  // then threw in nlohmann's dump() (invalid UTF-8) on the request path.
+  expect_error("errors:\n  messages: {invalid: \"Cl\xe9 invalide\"}\n", "not UTF-8 text", 2);
+  expect_error("errors:\n  template: {\"k\xff\": 1}\n", "not UTF-8 text", 2);
+  expect_error("errors:\n  template: {\"e\": \"\xe2\x82\"}\n", "not UTF-8 text", 2);  // cut short
+  // An overlong '/', reached twice through an alias, reported once.
+  expect_error("plans:\n  default: &p {message: \"\xc0\xaf\"}\n  team: *p\n", "not UTF-8 text",
+               2);
+  ::setenv("KG_TEST_LATIN1", "caf\xe9", 1);
+  expect_error("errors:\n  messages: {invalid: \"${KG_TEST_LATIN1}\"}\n",
+               "an environment variable's value is not UTF-8 text", 2);
+  Config c = ok("errors:\n  messages: {invalid: \"Cl\xc3\xa9 invalide \xe2\x9c\x93\"}\n");
+  EXPECT_EQ(c.errors->messages.at("invalid"), "Cl\xc3\xa9 invalide \xe2\x9c\x93");
+}
+
 TEST(ConfigErrors, AliasCyclesBombsAndDeepNestingAreRefused) {
   expect_error("errors:\n  template: &t {a: [1, *t]}\n", "alias refers to its own anchor", 2);
   // 10 levels of 10 aliases: 10^10 nodes if expanded.
@@ -635,4 +652,22 @@ TEST(Rfc3339, RejectsMalformedText) {
                           "２０２７-01-31T12:30:05Z"})
     EXPECT_FALSE(parse_time(bad)) << bad;
   EXPECT_FALSE(parse_time(std::string("2027-01-31T12:30:05Z\0", 21)));
+}
+
+// ---- Regressions found by the fuzz targets (tests/fuzz) ----
+
+TEST(FuzzRegressions, ErrorsCarryingBytesThatAreNotUtf8StillRenderAsJson) {
+  // fuzz_error_template: dump() threw on such text (a 500 on the admin API for
+  // GET /v1/\xff, whose 404 message quotes the path).
+  Error e = errors::not_found("No such route: /v1/\xff");
+  e.code = "NOT_\xdfOUND";
+  e.details = nlohmann::json{{"path", "/v1/\xc0\xaf"}};
+  const std::string envelope = ErrorRenderer::envelope(e, "rid");
+  ASSERT_TRUE(nlohmann::json::accept(envelope)) << envelope;
+  EXPECT_EQ(nlohmann::json::parse(envelope)["error"]["message"], "No such route: /v1/\xef\xbf\xbd");
+  Config c = ok(R"y(errors: {template: {"e": "{code}", "m": "{message} ({details})", "d": "{details}"}})y");
+  const std::string styled =
+      ErrorRenderer(c.errors).render(e, "rid", std::chrono::system_clock::time_point{});
+  ASSERT_TRUE(nlohmann::json::accept(styled)) << styled;
+  EXPECT_EQ(nlohmann::json::parse(styled)["e"], "NOT_\xef\xbf\xbdOUND");
 }
