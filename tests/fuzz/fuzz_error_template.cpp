@@ -73,9 +73,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const auto marker = input.find(kErrorMarker);
   const std::string style_text(input.substr(0, marker));
-  const Error e = error_from(marker == std::string_view::npos
-                                 ? std::string_view{}
-                                 : input.substr(marker + kErrorMarker.size()));
+  const Error e =
+      error_from(marker == std::string_view::npos ? std::string_view{}
+                                                  : input.substr(marker + kErrorMarker.size()));
 
   std::optional<ErrorStyle> style;
   if (auto config = load_config_text(style_text, "fuzz.yaml")) {

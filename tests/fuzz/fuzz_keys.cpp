@@ -101,7 +101,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // A key built from the fuzzed characters: their base62 ones, padded, then the checksum.
   std::string built = format.head();
   for (char c : f[1] + f[2] + f[3])
-    if (kBase62.find(c) != std::string_view::npos && built.size() < format.head().size() + kRandomChars)
+    if (kBase62.find(c) != std::string_view::npos &&
+        built.size() < format.head().size() + kRandomChars)
       built += c;
   while (built.size() < format.head().size() + kRandomChars) built += 'A';
   built += checksum_base62(built);
