@@ -395,8 +395,7 @@ TEST(ConfigErrors, TextThatIsNotUtf8IsRefused) {
   expect_error("errors:\n  template: {\"k\xff\": 1}\n", "not UTF-8 text", 2);
   expect_error("errors:\n  template: {\"e\": \"\xe2\x82\"}\n", "not UTF-8 text", 2);  // cut short
   // An overlong '/', reached twice through an alias, reported once.
-  expect_error("plans:\n  default: &p {message: \"\xc0\xaf\"}\n  team: *p\n", "not UTF-8 text",
-               2);
+  expect_error("plans:\n  default: &p {message: \"\xc0\xaf\"}\n  team: *p\n", "not UTF-8 text", 2);
   ::setenv("KG_TEST_LATIN1", "caf\xe9", 1);
   expect_error("errors:\n  messages: {invalid: \"${KG_TEST_LATIN1}\"}\n",
                "an environment variable's value is not UTF-8 text", 2);
@@ -665,7 +664,8 @@ TEST(FuzzRegressions, ErrorsCarryingBytesThatAreNotUtf8StillRenderAsJson) {
   const std::string envelope = ErrorRenderer::envelope(e, "rid");
   ASSERT_TRUE(nlohmann::json::accept(envelope)) << envelope;
   EXPECT_EQ(nlohmann::json::parse(envelope)["error"]["message"], "No such route: /v1/\xef\xbf\xbd");
-  Config c = ok(R"y(errors: {template: {"e": "{code}", "m": "{message} ({details})", "d": "{details}"}})y");
+  Config c = ok(
+      R"y(errors: {template: {"e": "{code}", "m": "{message} ({details})", "d": "{details}"}})y");
   const std::string styled =
       ErrorRenderer(c.errors).render(e, "rid", std::chrono::system_clock::time_point{});
   ASSERT_TRUE(nlohmann::json::accept(styled)) << styled;
