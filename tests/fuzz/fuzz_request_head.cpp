@@ -8,7 +8,6 @@
 // its prefix, also as upstreams that drop ';params' or decode %2F read it; no
 // credential header and no query credential reaching the upstream holds a
 // keygate key, no header name with '_' and no spoofed identity header.
-#include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -20,6 +19,7 @@
 
 #include "fuzz_check.hpp"
 #include "keygate/config/loader.hpp"
+#include "keygate/core/ascii.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/normalize.hpp"
 #include "keygate/proxy/runtime.hpp"
@@ -29,8 +29,8 @@ using namespace keygate;
 using fuzz::check;
 namespace http = boost::beast::http;
 // Not boost::beast::iequals: Boost 1.81's reads one byte past both strings when
-// they differ in case (found here: `post` vs `POST`).
-using boost::algorithm::iequals;
+// they differ in case (this target found it on `post`; see core/ascii.hpp).
+constexpr auto iequals = ascii_iequals;
 
 namespace {
 
