@@ -73,7 +73,10 @@ RedisBackend::RedisBackend(asio::any_io_executor ex, Settings s, RateLimiter& lo
   cs.reconnect_max = s_.reconnect_max;
   // Loaded once per connection, before any EVALSHA (same pipeline).
   cs.setup.push_back({"SCRIPT", "LOAD", std::string(redis::gcra_script())});
-  cs.on_event = s_.on_event;
+  cs.on_event = [this](std::string_view event, std::string_view detail) {
+    connected_.store(event == "connected", std::memory_order_relaxed);
+    if (s_.on_event) s_.on_event(event, detail);
+  };
   conn_ = std::make_shared<redis::Connection>(ex, std::move(cs));
 }
 
@@ -86,6 +89,12 @@ void RedisBackend::start() {
 }
 void RedisBackend::stop() {
   conn_->stop();
+  connected_.store(false, std::memory_order_relaxed);
+}
+void RedisBackend::adopt(const RedisConfig& next) {
+  s_.redis.timeout = next.timeout;
+  s_.redis.on_error = next.on_error;
+  conn_->set_command_timeout(next.timeout);
 }
 bool RedisBackend::connected() const {
   return conn_->ready();
@@ -99,8 +108,17 @@ std::string RedisBackend::bucket_name(bool by_owner, std::string_view id) {
 
 RedisBackend::Stats RedisBackend::stats() const {
   auto get = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
-  return {get(counters_.round_trips), get(counters_.cache_denials), get(counters_.fallbacks),
-          get(counters_.failures),    get(counters_.script_loads),  get(counters_.breaker_opened)};
+  Stats st;
+  st.round_trips = get(counters_.round_trips);
+  st.shared = get(counters_.shared);
+  st.cache_denials = get(counters_.cache_denials);
+  st.fallbacks = get(counters_.fallbacks);
+  st.failures = get(counters_.failures);
+  st.script_loads = get(counters_.script_loads);
+  st.breaker_opened = get(counters_.breaker_opened);
+  st.connected = connected_.load(std::memory_order_relaxed);
+  st.breaker = breaker_state_.load(std::memory_order_relaxed);
+  return st;
 }
 
 std::optional<RateOutcome> RedisBackend::try_decide(const RateQuery& q) {
@@ -114,7 +132,9 @@ std::optional<RateOutcome> RedisBackend::try_decide(const RateQuery& q) {
     return RateOutcome{d, false, RateOutcome::Source::cache};
   }
   // Not connected, or the breaker is open: no waiting for a timeout.
-  if (!conn_->ready() || !breaker_.allow(now)) {
+  const bool go = conn_->ready() && breaker_.allow(now);
+  breaker_moved();
+  if (!go) {
     count(counters_.fallbacks);
     return fallback(q.policy, q.policy.by_owner ? q.owner : q.key_id, q.consume);
   }
@@ -125,7 +145,11 @@ void RedisBackend::start_decide(const RateQuery& q, Handler h, asio::any_io_exec
   std::string_view id = q.policy.by_owner ? q.owner : q.key_id;
   if (!q.policy.rate || !conn_->ready()) {  // try_decide would have answered
     // A probe the breaker granted but that cannot go: it failed.
-    if (breaker_.state() == CircuitBreaker::State::half_open) breaker_.failure(clock_.now_ns());
+    if (breaker_.state() == CircuitBreaker::State::half_open) {
+      breaker_.failure(clock_.now_ns());
+      breaker_moved();
+    }
+    if (q.policy.rate) count(counters_.fallbacks);
     complete(std::move(h), ex, q.policy.rate ? fallback(q.policy, id, q.consume) : RateOutcome{});
     return;
   }
@@ -179,11 +203,14 @@ void RedisBackend::finish(std::unique_ptr<Op> op, const void* reply) {
     const auto opened = breaker_.times_opened();
     breaker_.failure(clock_.now_ns());
     if (breaker_.times_opened() != opened) count(counters_.breaker_opened);
+    breaker_moved();
     count(counters_.fallbacks);
     complete(std::move(op->handler), op->ex, fallback(op->policy, op->id(), op->consume));
     return;
   }
   breaker_.success();
+  breaker_moved();
+  count(counters_.shared);
   cache_.note(op->bucket, op->shape, *d, op->sent_ns);
   complete(std::move(op->handler), op->ex, RateOutcome{d, false, RateOutcome::Source::shared});
 }

@@ -160,8 +160,16 @@ void Connection::append(std::span<const std::string_view> argv, Handler h,
     asio::post(ex_, [h = std::move(h)]() mutable { h(nullptr); });
     return;
   }
-  pending_.push_back({std::move(h), Clock::now() + timeout});
+  const Clock::time_point deadline = Clock::now() + timeout;
+  pending_.push_back({std::move(h), deadline});
   ++stats_.commands;
+  // The timer watches the earliest deadline, which is not always the oldest
+  // command's: the setup commands wait connect_timeout, a reload may shorten
+  // the timeout. An earlier one moves the timer.
+  if (timer_armed_ && deadline < deadline_timer_.expiry()) {
+    timer_armed_ = false;
+    deadline_timer_.cancel();
+  }
   arm_timer();
 }
 
@@ -226,15 +234,23 @@ void Connection::schedule_reconnect() {
   });
 }
 
+Clock::time_point Connection::earliest_deadline() const {
+  // Usually the front's (one timeout for all); scanned only when the timer is
+  // (re)armed, not per command.
+  Clock::time_point t = Clock::time_point::max();
+  for (const Pending& p : pending_) t = std::min(t, p.deadline);
+  return t;
+}
+
 void Connection::arm_timer() {
   if (timer_armed_ || pending_.empty()) return;
   timer_armed_ = true;
-  deadline_timer_.expires_at(pending_.front().deadline);
+  deadline_timer_.expires_at(earliest_deadline());
   deadline_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec == asio::error::operation_aborted) return;  // the canceller reset the flag
     self->timer_armed_ = false;
     if (!self->ac_ || self->pending_.empty()) return;
-    if (self->pending_.front().deadline <= Clock::now()) {
+    if (self->earliest_deadline() <= Clock::now()) {
       ++self->stats_.timeouts;
       self->fail("no answer within " + std::to_string(self->s_.command_timeout.count()) + "ms");
       return;

@@ -62,6 +62,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void start();  // connects, and keeps reconnecting until stop()
   void stop();   // fails what is pending, closes, no reconnect
   bool ready() const { return state_ == State::ready; }
+  // Applies to commands sent from now on (a reload).
+  void set_command_timeout(std::chrono::milliseconds t) { s_.command_timeout = t; }
 
   // Appends a command to the pipeline. When the connection is not ready the
   // handler gets null (posted, never inline).
@@ -90,6 +92,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void fail(std::string_view why);  // closes the context; on_cleanup does the rest
   void schedule_reconnect();
   void arm_timer();
+  std::chrono::steady_clock::time_point earliest_deadline() const;
   void arm_read();
   void arm_write();
 

@@ -39,17 +39,20 @@ bool run_until(asio::io_context& ioc, Pred pred, std::chrono::milliseconds limit
 // One backend on its own io_context: the shape of one I/O thread of a replica.
 struct Replica {
   Replica(const std::string& url, RedisConfig::OnError on_error, RateLimiter& local,
-          const Clock& clock, std::chrono::milliseconds timeout = 1000ms)
-      : backend(ioc.get_executor(), settings(url, on_error, timeout), local, clock) {
+          const Clock& clock, std::chrono::milliseconds timeout = 1000ms,
+          std::chrono::milliseconds connect_timeout = 300ms)
+      : backend(ioc.get_executor(), settings(url, on_error, timeout, connect_timeout), local,
+                clock) {
     backend.start();
   }
   RedisBackend::Settings settings(const std::string& url, RedisConfig::OnError on_error,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout,
+                                  std::chrono::milliseconds connect_timeout) {
     RedisBackend::Settings s;
     EXPECT_TRUE(parse_redis_url(url, s.redis));
     s.redis.timeout = timeout;
     s.redis.on_error = on_error;
-    s.connect_timeout = 300ms;
+    s.connect_timeout = connect_timeout;
     s.reconnect_min = 10ms;
     s.reconnect_max = 100ms;
     s.breaker = {3, 100ms, 400ms};
@@ -351,6 +354,7 @@ TEST_F(RedisBackendTest, TheCircuitBreakerOpensAndCloses) {
     EXPECT_EQ(o.source, Source::fallback) << i;
   }
   EXPECT_EQ(r->backend.breaker_state(), CircuitBreaker::State::open);
+  EXPECT_EQ(r->backend.stats().breaker, CircuitBreaker::State::open);  // what /metrics reads
   EXPECT_EQ(r->backend.stats().breaker_opened, 1u);
   EXPECT_TRUE(r->backend.connected());  // the connection is fine; Redis refuses
   auto sent = r->backend.stats().round_trips;
@@ -370,14 +374,18 @@ TEST_F(RedisBackendTest, TheCircuitBreakerOpensAndCloses) {
   }
   EXPECT_TRUE(shared);
   EXPECT_EQ(r->backend.breaker_state(), CircuitBreaker::State::closed);
+  EXPECT_EQ(r->backend.stats().breaker, CircuitBreaker::State::closed);
 }
 
 TEST_F(RedisBackendTest, AKilledRedisFallsBackAndItsReturnIsPickedUp) {
   auto r = replica(RedisConfig::OnError::local);
   Policy p(k30PerMinute);
   for (int i = 0; i < 5; ++i) r->decide(p.take("key_kill"));
+  EXPECT_TRUE(r->backend.stats().connected);
+  EXPECT_EQ(r->backend.stats().shared, 5u);
   srv.stop();
   ASSERT_TRUE(run_until(r->ioc, [&] { return !r->backend.connected(); }));
+  ASSERT_TRUE(run_until(r->ioc, [&] { return !r->backend.stats().connected; }));
   auto now = r->backend.try_decide(p.take("key_kill"));
   ASSERT_TRUE(now);
   EXPECT_EQ(now->source, Source::fallback);
@@ -391,6 +399,48 @@ TEST_F(RedisBackendTest, AKilledRedisFallsBackAndItsReturnIsPickedUp) {
   EXPECT_EQ(r->events[0], "connected:");
   EXPECT_EQ(r->events[1].rfind("unreachable:", 0), 0u) << r->events[1];
   EXPECT_EQ(r->events.back(), "connected:");
+}
+
+// Each command times out on its own deadline, also when an earlier command
+// with a longer one (the setup commands use connect_timeout) armed the timer:
+// a hung Redis right after connecting costs 50 ms, not the connect timeout.
+TEST_F(RedisBackendTest, ACommandTimesOutOnItsOwnDeadlineRightAfterConnect) {
+  Replica r(srv.url(), RedisConfig::OnError::open, local, clock, 50ms, 10'000ms);
+  ASSERT_TRUE(r.wait_connected()) << ::testing::PrintToString(r.events);
+  Policy p(k30PerMinute);
+  srv.pause();
+  std::optional<RateOutcome> out;
+  ASSERT_FALSE(r.backend.try_decide(p.take("key_deadline")));
+  r.backend.async_decide(p.take("key_deadline"),
+                         asio::bind_executor(r.ioc, [&](RateOutcome o) { out = o; }));
+  EXPECT_TRUE(run_until(
+      r.ioc, [&] { return out.has_value(); }, 5s));
+  srv.resume();
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->source, Source::fallback);
+  EXPECT_EQ(r.backend.stats().failures, 1u);
+}
+
+// A reload: on_error and the command timeout apply from the next decision.
+TEST_F(RedisBackendTest, AdoptChangesOnErrorAndTimeout) {
+  auto r = replica(RedisConfig::OnError::closed, 1000ms);
+  Policy p(k30PerMinute);
+  RedisConfig next;
+  next.on_error = RedisConfig::OnError::open;
+  next.timeout = 50ms;
+  r->backend.adopt(next);
+  srv.pause();
+  // The old 1 s timeout would make this wait for the run_until limit below.
+  std::optional<RateOutcome> out;
+  ASSERT_FALSE(r->backend.try_decide(p.take("key_adopt")));
+  r->backend.async_decide(p.take("key_adopt"),
+                          asio::bind_executor(r->ioc, [&](RateOutcome o) { out = o; }));
+  ASSERT_TRUE(run_until(
+      r->ioc, [&] { return out.has_value(); }, 500ms));
+  EXPECT_EQ(out->source, Source::fallback);
+  EXPECT_FALSE(out->unavailable);  // open now, not closed
+  EXPECT_TRUE(out->decision->allowed);
+  srv.resume();
 }
 
 TEST_F(RedisBackendTest, StopAnswersPendingDecisionsWithTheFallback) {

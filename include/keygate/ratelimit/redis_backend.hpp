@@ -44,14 +44,17 @@ class RedisBackend final : public RateLimitBackend {
     // Connection events for the log: ("connected", "") and ("unreachable", why).
     std::function<void(std::string_view event, std::string_view detail)> on_event;
   };
-  // Counters, readable from any thread (metrics, tests).
+  // Counters and state, readable from any thread (metrics, tests).
   struct Stats {
     std::uint64_t round_trips = 0;     // GCRA commands sent (EVALSHA, NOSCRIPT retries included)
+    std::uint64_t shared = 0;          // answered by Redis
     std::uint64_t cache_denials = 0;   // answered by the deny cache, no round trip
     std::uint64_t fallbacks = 0;       // answered by on_error
     std::uint64_t failures = 0;        // commands that failed (timeout, error, connection lost)
     std::uint64_t script_loads = 0;    // SCRIPT LOAD after NOSCRIPT
     std::uint64_t breaker_opened = 0;  // times the circuit breaker opened
+    bool connected = false;            // as of the last connection event
+    CircuitBreaker::State breaker = CircuitBreaker::State::closed;
   };
 
   // `local` serves on_error: local; `clock` is the local monotonic clock.
@@ -62,6 +65,9 @@ class RedisBackend final : public RateLimitBackend {
 
   void start();  // connects (and keeps reconnecting)
   void stop();   // pending decisions complete with the fallback
+  // A reload: the per-command timeout and on_error apply from the next
+  // decision; the endpoint (host, port, credentials, db) only on restart.
+  void adopt(const RedisConfig& next);
 
   std::optional<RateOutcome> try_decide(const RateQuery& q) override;
 
@@ -78,6 +84,7 @@ class RedisBackend final : public RateLimitBackend {
   RateOutcome fallback(const RatePolicy& policy, std::string_view id, bool consume);
   void complete(Handler h, boost::asio::any_io_executor ex, RateOutcome o);
   void count(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+  void breaker_moved() { breaker_state_.store(breaker_.state(), std::memory_order_relaxed); }
 
   boost::asio::any_io_executor ex_;
   Settings s_;
@@ -89,9 +96,12 @@ class RedisBackend final : public RateLimitBackend {
   std::string scratch_;  // bucket name of the current query, reused
   bool reload_in_flight_ = false;
   struct Counters {
-    std::atomic<std::uint64_t> round_trips{0}, cache_denials{0}, fallbacks{0}, failures{0},
-        script_loads{0}, breaker_opened{0};
+    std::atomic<std::uint64_t> round_trips{0}, shared{0}, cache_denials{0}, fallbacks{0},
+        failures{0}, script_loads{0}, breaker_opened{0};
   } counters_;
+  // Mirrors of thread-local state for stats() on other threads.
+  std::atomic<bool> connected_{false};
+  std::atomic<CircuitBreaker::State> breaker_state_{CircuitBreaker::State::closed};
 };
 
 }  // namespace keygate
