@@ -52,6 +52,33 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
   line(out, std::string(name) + "_count", "", count_.load(std::memory_order_relaxed));
 }
 
+void Metrics::render_shared_limits(std::string& out, const SharedLimits& s) {
+  header(out, "keygate_redis_connections", "gauge", "Connections to Redis (one per I/O thread).");
+  line(out, "keygate_redis_connections", "", static_cast<std::uint64_t>(s.connections));
+  header(out, "keygate_redis_connections_up", "gauge", "Connections to Redis that are ready.");
+  line(out, "keygate_redis_connections_up", "", static_cast<std::uint64_t>(s.connections_up));
+  header(out, "keygate_redis_round_trips_total", "counter",
+         "Rate-limit commands sent to Redis (one per decision Redis answers).");
+  line(out, "keygate_redis_round_trips_total", "", s.round_trips);
+  header(out, "keygate_redis_errors_total", "counter",
+         "Rate-limit commands that failed (timeout, error reply, connection lost).");
+  line(out, "keygate_redis_errors_total", "", s.errors);
+  header(out, "keygate_rate_limit_decisions_total", "counter",
+         "Shared rate-limit decisions: by Redis, by the local deny cache, by on_error.");
+  line(out, "keygate_rate_limit_decisions_total", "source=\"shared\"", s.shared);
+  line(out, "keygate_rate_limit_decisions_total", "source=\"cache\"", s.cache);
+  line(out, "keygate_rate_limit_decisions_total", "source=\"fallback\"", s.fallback);
+  header(out, "keygate_redis_breaker_state", "gauge",
+         "I/O threads whose Redis circuit breaker is in each state.");
+  constexpr std::array<std::string_view, 3> kStates = {"closed", "open", "half_open"};
+  for (size_t i = 0; i < kStates.size(); ++i)
+    line(out, "keygate_redis_breaker_state", "state=\"" + std::string(kStates[i]) + "\"",
+         static_cast<std::uint64_t>(s.breakers[i]));
+  header(out, "keygate_redis_breaker_opened_total", "counter",
+         "Times a Redis circuit breaker opened.");
+  line(out, "keygate_redis_breaker_opened_total", "", s.breaker_opened);
+}
+
 size_t Metrics::reason_index(std::string_view reason) {
   if (reason.empty()) return 0;
   for (size_t i = 0; i < kReasons.size(); ++i)
@@ -129,6 +156,7 @@ std::string Metrics::render(const Gauges& g) const {
   out += lag;
   gauge("keygate_store_applied_sequence", "Highest store change sequence applied in memory.",
         g.store_applied_sequence);
+  if (shared_limits_) render_shared_limits(out, shared_limits_());
   return out;
 }
 

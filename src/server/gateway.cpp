@@ -6,6 +6,7 @@
 
 #include "keygate/config/loader.hpp"
 #include "keygate/observe/log.hpp"
+#include "keygate/ratelimit/redis_backend.hpp"
 #include "server/admin_session.hpp"
 #include "server/store_worker.hpp"
 #include "server/tls.hpp"
@@ -77,18 +78,44 @@ awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const 
   }
 }
 
+// rate_limit.backend: redis: the backend of one I/O thread (its own pipelined
+// connection), logging its connection events with the URL's password redacted.
+std::unique_ptr<RedisBackend> make_redis_backend(asio::io_context& ioc, const RedisConfig& redis,
+                                                 int thread, RateLimiter& local,
+                                                 const Clock& clock) {
+  RedisBackend::Settings s;
+  s.redis = redis;
+  s.on_event = [url = redis.redacted(), thread](std::string_view event, std::string_view detail) {
+    if (event == "connected")
+      log::info("redis connected", {{"redis", url}, {"thread", thread}});
+    else
+      log::warn("redis unreachable; rate_limit.redis.on_error applies until it is back",
+                {{"redis", url}, {"thread", thread}, {"error", detail}});
+  };
+  return std::make_unique<RedisBackend>(ioc.get_executor(), std::move(s), local, clock);
+}
+
+Metrics::SharedLimits shared_limit_stats(const std::vector<RedisBackend*>& backends) {
+  Metrics::SharedLimits m;
+  for (const RedisBackend* b : backends) {
+    RedisBackend::Stats st = b->stats();
+    ++m.connections;
+    m.connections_up += st.connected ? 1 : 0;
+    m.round_trips += st.round_trips;
+    m.errors += st.failures;
+    m.breaker_opened += st.breaker_opened;
+    m.shared += st.shared;
+    m.cache += st.cache_denials;
+    m.fallback += st.fallbacks;
+    ++m.breakers[static_cast<size_t>(st.breaker)];
+  }
+  return m;
+}
+
 }  // namespace
 
 int serve(Config config) {
   log::setup(config.logging);
-  // The Redis backend exists (src/ratelimit/redis_backend.cpp) but the request
-  // path does not call it yet: refuse rather than silently limit per replica.
-  if (config.rate_limit.backend == RateLimitConfig::Backend::redis) {
-    log::error(
-        "rate_limit.backend: redis is not wired into the request path in this build; "
-        "use backend: local");
-    return 1;
-  }
   // Short secrets are allowed (SPEC sets no minimum) but worth a warning.
   if (config.admin.enabled() && config.admin.token.size() < 16)
     log::warn("admin.token is shorter than 16 characters; use a long random token");
@@ -136,12 +163,21 @@ int serve(Config config) {
   const int n = config.effective_threads();
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<RedisBackend*> redis_backends;  // owned by the workers; empty with backend: local
+  const bool shared_limits = config.rate_limit.backend == RateLimitConfig::Backend::redis;
   std::unique_ptr<tcp::acceptor> admin_acceptor;
   try {
     tcp::endpoint ep = resolve_listen(config.listen);
     for (int i = 0; i < n; ++i) {
       workers.push_back(std::make_unique<Worker>(rt));
-      workers.back()->limits = std::make_unique<LocalBackend>(limiter);
+      if (shared_limits) {
+        auto rb =
+            make_redis_backend(workers.back()->ioc, config.rate_limit.redis, i, limiter, clock);
+        redis_backends.push_back(rb.get());
+        workers.back()->limits = std::move(rb);
+      } else {
+        workers.back()->limits = std::make_unique<LocalBackend>(limiter);
+      }
       workers.back()->tls = server_tls;
       acceptors.push_back(open_acceptor(workers.back()->ioc, ep, true));
       if (i == 0) ep.port(acceptors[0]->local_endpoint().port());  // port 0: share the one picked
@@ -169,6 +205,16 @@ int serve(Config config) {
   if (admin_acceptor)
     asio::co_spawn(workers[0]->ioc, accept_admin(*admin_acceptor, storew, metrics, state),
                    asio::detached);
+
+  if (shared_limits) {
+    log::info("rate limits shared on redis",
+              {{"redis", config.rate_limit.redis.redacted()},
+               {"timeout_ms", config.rate_limit.redis.timeout.count()},
+               {"connections", redis_backends.size()}});
+    metrics.set_shared_limits([&redis_backends] { return shared_limit_stats(redis_backends); });
+    for (size_t i = 0; i < workers.size(); ++i)
+      asio::post(workers[i]->ioc, [rb = redis_backends[i]] { rb->start(); });
+  }
 
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   storew.start();
@@ -203,6 +249,12 @@ int serve(Config config) {
           next->store_postgres != config.store_postgres ||
           next->admin.listen.str() != config.admin.listen.str())
         log::warn("listen, threads, store and admin.listen change only on restart");
+      if (next->rate_limit.backend != config.rate_limit.backend ||
+          (shared_limits && next->rate_limit.redis.url != config.rate_limit.redis.url))
+        log::warn(
+            "rate_limit.backend and rate_limit.redis.url change only on restart; "
+            "keeping the running ones",
+            {{"redis", config.rate_limit.redis.redacted()}});
       // The certificate is re-read too (renewals).
       std::shared_ptr<asio::ssl::context> tls;
       if (next->tls.enabled()) tls = make_server_tls(next->tls);
@@ -217,12 +269,15 @@ int serve(Config config) {
         metrics.config_adopted(generation, now_millis() / 1000);
         log::info("config reloaded", {{"path", config_path}, {"generation", generation}});
       };
-      for (auto& w : workers)
-        asio::post(w->ioc, [&wk = *w, fresh, tls, adopted] {
+      for (size_t i = 0; i < workers.size(); ++i) {
+        RedisBackend* rb = shared_limits ? redis_backends[i] : nullptr;
+        asio::post(workers[i]->ioc, [&wk = *workers[i], rb, fresh, tls, adopted] {
           wk.runtime = fresh;
           wk.tls = tls;
+          if (rb) rb->adopt(fresh->config.rate_limit.redis);  // timeout, on_error
           adopted();
         });
+      }
       storew.set_runtime(fresh, adopted);
     } catch (const std::exception& e) {
       reject({e.what()});
@@ -265,6 +320,7 @@ int serve(Config config) {
               {{"open_connections", metrics.open_connections()}});
   for (auto& w : workers) w->ioc.stop();
   for (auto& t : threads) t.join();
+  for (RedisBackend* rb : redis_backends) rb->stop();  // the I/O threads are gone: safe here
   storew.stop();
   log::info("stopped");
   log::shutdown();

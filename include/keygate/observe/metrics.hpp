@@ -70,14 +70,27 @@ class Metrics {
   };
   std::string render(const Gauges& g) const;
 
+  // Shared rate limits (rate_limit.backend: redis), summed over the I/O
+  // threads' backends when /metrics is rendered.
+  struct SharedLimits {
+    std::int64_t connections = 0, connections_up = 0;  // one connection per I/O thread
+    std::uint64_t round_trips = 0, errors = 0, breaker_opened = 0;
+    std::uint64_t shared = 0, cache = 0, fallback = 0;  // decisions by where they came from
+    std::array<std::int64_t, 3> breakers{};  // threads whose breaker is closed, open, half-open
+  };
+  // Set once before serving; without it no Redis metrics are rendered.
+  void set_shared_limits(std::function<SharedLimits()> read) { shared_limits_ = std::move(read); }
+
  private:
   static size_t reason_index(std::string_view reason);
+  static void render_shared_limits(std::string& out, const SharedLimits& s);
   std::array<std::array<std::atomic<std::uint64_t>, kReasons.size()>, 5> requests_{};
   std::array<std::atomic<std::uint64_t>, kUpstreamKinds.size()> upstream_errors_{};
   std::atomic<std::int64_t> open_connections_{0};
   std::atomic<std::int64_t> config_generation_{1};
   std::atomic<std::int64_t> last_reload_ok_{1};
   std::atomic<std::int64_t> last_reload_success_s_{0};
+  std::function<SharedLimits()> shared_limits_;
 };
 
 }  // namespace keygate
