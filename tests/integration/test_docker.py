@@ -128,5 +128,119 @@ class SidecarConfig(GatewayTest):
         self.assertEqual((p.returncode, p.stdout), (0, "config OK\n"), p.stderr)
 
 
+class ScaleDeployment(unittest.TestCase):
+    """docker/compose.scale.yaml and docker/k8s-scale.yaml (no Docker engine or
+    cluster here: their keygate configs go through check-config with the
+    environment they get, and the manifests are checked against each other)."""
+
+    SECRETS = {"KEYGATE_ADMIN_TOKEN": "t" * 32, "POSTGRES_PASSWORD": "pg-pw",
+               "REDIS_PASSWORD": "redis-pw"}
+
+    def load(self, name):
+        import yaml  # python3-yaml (scripts/install-deps.sh)
+        with open(os.path.join(ROOT, "docker", name)) as f:
+            return [d for d in yaml.safe_load_all(f) if d]
+
+    def check_config(self, path, env):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
+        return subprocess.run([KEYGATE, "check-config", "-c", path], capture_output=True,
+                               text=True, timeout=60, env={**clean, **env})
+
+    @staticmethod
+    def variables(text):
+        """${VAR} (required) and ${VAR:-default} (optional) names in a config."""
+        found = re.findall(r"\$\{(\w+)(:-)?", text)
+        return ({n for n, d in found if not d}, {n for n, d in found if d})
+
+    def test_compose_scale(self):
+        (compose,) = self.load("compose.scale.yaml")
+        services = compose["services"]
+        keygates = {n: s for n, s in services.items() if n.startswith("keygate-")}
+        apis = {n for n in services if n.startswith("api-")}
+        self.assertEqual((len(keygates), len(apis)), (3, 3))
+        self.assertIn("postgres", services["db"]["image"])
+        self.assertIn("redis", services["redis"]["image"])
+        path = os.path.join(ROOT, "docker", "keygate.scale.yaml")
+        with open(path) as f:
+            text = f.read()
+        required, _ = self.variables(text)
+        self.assertEqual(required, set(self.SECRETS))  # secrets only; everything else defaults
+        self.assertIn("${KEYGATE_PG_HOST:-db}", text)  # the compose services' names
+        self.assertIn("${KEYGATE_REDIS_HOST:-redis}", text)
+        # The secrets come from the env file the database and Redis read too.
+        self.assertIn("$REDIS_PASSWORD", " ".join(services["redis"]["command"]))
+        self.assertEqual(services["redis"]["env_file"], services["db"]["env_file"])
+        upstreams = set()
+        for name, s in keygates.items():
+            self.assertEqual(s["image"], "keygate:latest")
+            self.assertEqual(s["env_file"], services["db"]["env_file"])
+            # Mounted where the image's KEYGATE_CONFIG points.
+            self.assertIn("./keygate.scale.yaml:/etc/keygate/keygate.yaml:ro", s["volumes"])
+            upstream = s["environment"]["KEYGATE_UPSTREAM"]
+            self.assertRegex(upstream, r"^http://api-\d:9000$")
+            self.assertIn(upstream[7:-5], apis)
+            upstreams.add(upstream)
+            self.assertNotIn("KEYGATE_ADMIN_LISTEN", s["environment"])  # default: 0.0.0.0:8081
+            admin = [p for p in s["ports"] if p.endswith(":8081")]
+            self.assertEqual(len(admin), 1)
+            self.assertTrue(admin[0].startswith("127.0.0.1:"), admin)  # this host only
+        self.assertEqual(len(upstreams), 3)  # each keygate in front of its own API
+        p = self.check_config(path, self.SECRETS)
+        self.assertEqual((p.returncode, p.stdout), (0, "config OK\n"), p.stderr)
+        # Without its secrets a replica refuses to start (never without a token or limits).
+        for missing in self.SECRETS:
+            env = {k: v for k, v in self.SECRETS.items() if k != missing}
+            p = self.check_config(path, env)
+            self.assertEqual(p.returncode, 2, missing)
+            self.assertIn(missing, p.stderr)
+
+    def test_k8s_scale(self):
+        docs = {d["kind"]: d for d in self.load("k8s-scale.yaml")}
+        config = docs["ConfigMap"]["data"]["keygate.yaml"]
+        deploy = docs["Deployment"]
+        self.assertEqual(deploy["spec"]["replicas"], 3)
+        pod = deploy["spec"]["template"]
+        containers = {c["name"]: c for c in pod["spec"]["containers"]}
+        self.assertEqual(set(containers), {"api", "keygate"})
+        kg = containers["keygate"]
+        (compose,) = self.load("compose.scale.yaml")
+        self.assertEqual(kg["image"], compose["services"]["keygate-1"]["image"])
+        # Every required ${VAR} of the config is set from the Secret, and nothing else is.
+        required, _ = self.variables(config)
+        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in kg["env"]}
+        self.assertEqual(set(env), required)
+        self.assertEqual(required, {"KEYGATE_PG_URL", "KEYGATE_REDIS_URL", "KEYGATE_ADMIN_TOKEN"})
+        self.assertEqual({r["name"] for r in env.values()}, {"keygate-scale"})
+        # The config is mounted where the image looks for it.
+        (mount,) = kg["volumeMounts"]
+        (volume,) = pod["spec"]["volumes"]
+        self.assertEqual((mount["mountPath"], mount["name"]), ("/etc/keygate", volume["name"]))
+        self.assertEqual(volume["configMap"]["name"], docs["ConfigMap"]["metadata"]["name"])
+        ports = {p["name"]: p["containerPort"] for p in kg["ports"]}
+        self.assertEqual(ports, {"http": 8080, "admin": 8081})
+        self.assertEqual(kg["readinessProbe"]["httpGet"], {"path": "/ready", "port": "http"})
+        self.assertEqual(kg["livenessProbe"]["httpGet"], {"path": "/live", "port": "http"})
+        ann = pod["metadata"]["annotations"]
+        self.assertEqual((ann["prometheus.io/port"], ann["prometheus.io/path"]), ("8081", "/metrics"))
+        service = docs["Service"]["spec"]
+        self.assertEqual(service["selector"], pod["metadata"]["labels"])
+        self.assertEqual([p["targetPort"] for p in service["ports"]], ["http"])
+        # The config as the pod gets it: check-config with the Secret's values.
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = os.path.join(tmp, "keygate.yaml")
+            with open(cfg, "w") as f:
+                f.write(config)
+            secrets = {"KEYGATE_PG_URL": "postgresql://keygate:pw@postgres:5432/keygate",
+                       "KEYGATE_REDIS_URL": "redis://:pw@redis:6379/0",
+                       "KEYGATE_ADMIN_TOKEN": "t" * 32}
+            p = self.check_config(cfg, secrets)
+            self.assertEqual((p.returncode, p.stdout), (0, "config OK\n"), p.stderr)
+            self.assertIn(":8080", config)
+            self.assertIn("0.0.0.0:8081", config)
+            p = self.check_config(cfg, {**secrets, "KEYGATE_REDIS_URL": "redis://:pw@redis:6379/x"})
+            self.assertEqual(p.returncode, 2)
+            self.assertNotIn(":pw@", p.stdout + p.stderr)  # a bad URL is reported without its password
+
+
 if __name__ == "__main__":
     unittest.main()

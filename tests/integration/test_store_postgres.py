@@ -224,7 +224,8 @@ class Replicas(GatewayTest):
 class ScaleExample(unittest.TestCase):
     def test_compose_scale_config_is_valid_and_uses_postgres(self):
         path = os.path.join(os.path.dirname(__file__), "..", "..", "docker", "keygate.scale.yaml")
-        env = {**os.environ, "POSTGRES_PASSWORD": "pw", "KEYGATE_ADMIN_TOKEN": "t" * 24}
+        env = {**os.environ, "POSTGRES_PASSWORD": "pw", "KEYGATE_ADMIN_TOKEN": "t" * 24,
+               "REDIS_PASSWORD": "pw"}
         p = subprocess.run([KEYGATE, "check-config", "--config", path], capture_output=True,
                            text=True, timeout=30, env=env)
         self.assertEqual((p.returncode, p.stdout.strip()), (0, "config OK"), p.stderr)
