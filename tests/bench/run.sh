@@ -5,7 +5,8 @@
 #   3. wrk on loopback: direct vs keygate vs nginx/HAProxy doing the same job,
 #      measured in one run by ../shared/bench/peers.sh (ratios, medians).
 #   4. HTTPS listener throughput beside plain HTTP.
-# Settings: SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_WRK=1, KEYS=1000000, and the
+#   5. rate_limit.backend: redis beside local (a real redis-server on loopback).
+# Settings: SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1, KEYS=1000000, and the
 # peers.sh variables (PIN, ROUNDS, DUR, CONFIGS).
 set -euo pipefail
 BUILD=${1:-build}
@@ -90,6 +91,106 @@ if [[ -z ${SKIP_TLS:-} ]]; then
   p=$(med "${RPS[plain]}") t=$(med "${RPS[tls]}")
   printf '%-14s %8s req/s (runs: %s)\n%-14s %8s req/s (runs: %s)\nhttps/http     %8s\n' \
     "plain HTTP" "$p" "${RPS[plain]}" "HTTPS" "$t" "${RPS[tls]}" "$(echo "scale=3; $t / $p" | bc)"
+fi
+
+if [[ -z ${SKIP_REDIS:-} ]]; then
+  # The same gateway (threads: 1) with its buckets local and on Redis, both
+  # running, alternating wrk runs (-t1 -c50), medians. Every request is admitted
+  # (limit 1e9/s), so every redis-backend decision is a round trip: the worst
+  # case. CPU is keygate's own (utime+stime from /proc/<pid>/stat over the run).
+  echo "== rate_limit.backend: redis vs local (wrk -t1 -c50, ${DUR:-5} s x 3 alternating rounds, medians)"
+  UP=19720 RPORT=19721
+  declare -A PORT=([local]=19722 [redis]=19723) ADMINP=([local]=19724 [redis]=19725) PID=()
+  mkdir -p "$W/tmp"
+  # Upstream: one nginx worker answering a fixed 100-byte JSON (as ../shared/bench's).
+  cat >"$W/rl-up.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $W/rl-up.pid;
+error_log $W/rl-up.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path $W/tmp;
+  proxy_temp_path $W/tmp;
+  fastcgi_temp_path $W/tmp;
+  uwsgi_temp_path $W/tmp;
+  scgi_temp_path $W/tmp;
+  server {
+    listen 127.0.0.1:$UP backlog=4096;
+    default_type application/json;
+    location / { return 200 '{"ok":true,"service":"upstream","items":[1,2,3],"pad":"0123456789abcdef0123456789ab"}\n'; }
+  }
+}
+NGINX
+  nginx -p "$W" -e "$W/rl-up.err" -c "$W/rl-up.conf" & PIDS+=($!)
+  redis-server --port $RPORT --bind 127.0.0.1 --save '' --appendonly no --dir "$W" \
+    --logfile "$W/redis.log" & RPID=$!; PIDS+=($!)
+  for mode in local redis; do
+    {
+      echo "listen: 127.0.0.1:${PORT[$mode]}"
+      echo "threads: 1"
+      echo "upstream: {url: http://127.0.0.1:$UP}"
+      echo "store: {sqlite: $W/rl-bench.db}"
+      echo "admin: {listen: 127.0.0.1:${ADMINP[$mode]}, token: bench-admin-token-0123456789}"
+      echo "plans: {default: {rate: {requests: 1000000000, period: 1s}}}"
+      echo "rate_limit: {backend: $mode, redis: {url: redis://127.0.0.1:$RPORT/0, timeout: 50ms}}"
+      echo "logging: {access_log: false, level: warn}"
+    } >"$W/rl-$mode.yaml"
+  done
+  RKEY=$("$BIN" keys create --config "$W/rl-local.yaml" --name rlbench --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  metric() { curl -fsS "http://127.0.0.1:${ADMINP[$1]}/metrics" | awk -v n="$2" '$1 == n {print $2}'; }
+  evalsha() {
+    local n
+    n=$(redis-cli -p $RPORT INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\).*/\1/p')
+    echo "${n:-0}"
+  }
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  for mode in local redis; do
+    "$BIN" serve --config "$W/rl-$mode.yaml" 2>"$W/rl-$mode.log" & PID[$mode]=$!; PIDS+=($!)
+  done
+  for _ in $(seq 200); do  # bounded: 10 s
+    [[ $(metric redis keygate_redis_connections_up 2>/dev/null) == 1 ]] &&
+      curl -fsS -o /dev/null "http://127.0.0.1:${PORT[local]}/live" 2>/dev/null && break
+    sleep 0.05
+  done
+  [[ $(metric redis keygate_redis_connections_up) == 1 ]] || { echo "redis backend not connected"; cat "$W/rl-redis.log"; exit 1; }
+  TCK=$(getconf CLK_TCK)
+  declare -A RPS=() CPU=()
+  TRIPS="" CALLS="" RCPU=""
+  for round in 1 2 3; do
+    for mode in local redis; do
+      t0=$(cpu_ticks "${PID[$mode]}") r0=$(cpu_ticks $RPID)
+      rt0=$(metric redis keygate_redis_round_trips_total) ev0=$(evalsha)
+      out=$(wrk -t1 -c50 -d"${DUR:-5}"s -H "X-Api-Key: $RKEY" "http://127.0.0.1:${PORT[$mode]}/")
+      t1=$(cpu_ticks "${PID[$mode]}") r1=$(cpu_ticks $RPID)
+      rt1=$(metric redis keygate_redis_round_trips_total) ev1=$(evalsha)
+      reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+      non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+      [[ -n $non2xx ]] && echo "warning: $mode round $round: $non2xx non-2xx answers"
+      RPS[$mode]+="$(awk '/Requests\/sec/ {print int($2)}' <<<"$out") "
+      CPU[$mode]+="$(echo "scale=2; ($t1 - $t0) * 1000000 / $TCK / $reqs" | bc) "
+      if [[ $mode == redis ]]; then
+        TRIPS+="$(echo "scale=3; ($rt1 - $rt0) / $reqs" | bc) "
+        CALLS+="$(echo "scale=3; ($ev1 - $ev0) / $reqs" | bc) "
+        RCPU+="$(echo "scale=2; ($r1 - $r0) * 1000000 / $TCK / $reqs" | bc) "
+      fi
+    done
+  done
+  medn() { tr ' ' '\n' <<<"$1" | grep . | sort -n | sed -n 2p; }
+  lr=$(medn "${RPS[local]}") rr=$(medn "${RPS[redis]}")
+  lc=$(medn "${CPU[local]}") rc=$(medn "${CPU[redis]}")
+  printf '%-16s %8s req/s  %7s CPU us/req  (runs: %s| %s)\n' \
+    "backend: local" "$lr" "$lc" "${RPS[local]}" "${CPU[local]}" \
+    "backend: redis" "$rr" "$rc" "${RPS[redis]}" "${CPU[redis]}"
+  printf 'redis/local: %s x req/s, %s x CPU per request (target >= 0.7x req/s)\n' \
+    "$(echo "scale=3; $rr / $lr" | bc)" "$(echo "scale=3; $rc / $lc" | bc)"
+  printf 'redis round trips per request: %s (keygate metric), %s (EVALSHA calls in INFO commandstats)\n' \
+    "$(medn "$TRIPS")" "$(medn "$CALLS")"
+  printf 'redis-server CPU per request: %s us (besides keygate'"'"'s)\n' "$(medn "$RCPU")"
+  for mode in local redis; do kill "${PID[$mode]}"; wait "${PID[$mode]}" 2>/dev/null || true; done
 fi
 
 if [[ -z ${SKIP_WRK:-} ]]; then
