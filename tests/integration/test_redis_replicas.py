@@ -1,18 +1,17 @@
 """Replicas sharing rate limits on a real redis-server (issue 12, SPEC §8):
-three keygate processes (keys in one SQLite file, shared by path) draw from one
-bucket per key or owner, their headers come from that bucket, and while Redis
+two or three keygate processes sharing one real PostgreSQL (the keys) and one
+real redis-server (the buckets) draw from one bucket per key or owner, their headers come from that bucket, and while Redis
 is down each on_error mode answers as SPEC §8 says, at once; once Redis is back
 the shared limit applies again. Waits are on /metrics, every loop is bounded."""
-import os
-import shutil
 import signal
-import tempfile
+import statistics
 import threading
 import time
 import unittest
 
+import pg
 import upstream
-from harness import GatewayTest, free_port, wait_until
+from harness import GatewayTest, wait_until
 from redis_server import RedisServer
 
 THREADS = 2  # I/O threads per replica: one Redis connection each
@@ -34,34 +33,25 @@ class Replicas(GatewayTest):
     def setUp(self):
         self.redis = RedisServer()
         self.addCleanup(self.redis.destroy)
-        self.dir = tempfile.mkdtemp(prefix="kg-replicas-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.db = os.path.join(self.dir, "keys.db")
+        self.db = pg.shared().create_database()  # a fresh one per test
 
-    def replica(self, on_error="local", timeout="1s", start=True, url=None, **config):
+    def replica(self, on_error="local", timeout="1s", start=True, url=None, backend="redis",
+                **config):
         # A generous command timeout: a slow CI machine must not turn into a fallback.
         redis = {"url": url or self.redis.url(), "timeout": timeout, "on_error": on_error}
-        cfg = {"threads": THREADS, "store": {"sqlite": self.db}, "routes": [SCOPED],
-               "rate_limit": {"backend": "redis", "redis": redis}, **config}
+        cfg = {"threads": THREADS, "routes": [SCOPED],
+               "rate_limit": {"backend": backend, "redis": redis}, **config}
         g = self.gateway(cfg, start=False)
+        g.config["store"] = {"postgres": self.db}  # instead of the harness' SQLite file
+        g.write_config()
         if start:
             self.start(g)
         return g
 
     def start(self, g):
-        for attempt in range(3):
-            g.start()
-            if self.connected(g):
-                return
-            # "listening" is logged before the admin port is bound: a port that
-            # free_port() picked and another process took meanwhile ends the
-            # replica just after. Another pair of ports, then.
-            if g.running() or "cannot listen" not in g.logs() or attempt == 2:
-                self.fail("replica not connected to Redis:\n" + g.logs())
-            g.port, g.admin_port = free_port(), free_port()
-            g.config["listen"] = f"127.0.0.1:{g.port}"
-            g.config["admin"]["listen"] = f"127.0.0.1:{g.admin_port}"
-            g.write_config()
+        g.start()
+        if g.config["rate_limit"]["backend"] == "redis":
+            self.assertTrue(self.connected(g), "replica not connected to Redis:\n" + g.logs())
 
     @staticmethod
     def up(g):
@@ -200,6 +190,71 @@ class Replicas(GatewayTest):
             retry = int(r.header("retry-after"))
             self.assertTrue(350 <= retry <= 361, retry)  # one token per 6 minutes
             self.assertEqual(body["error"]["details"]["retry_after_seconds"], retry)
+
+    def test_a_key_created_on_one_replica_is_limited_on_all_from_one_bucket(self):
+        # Keys spread through PostgreSQL (SPEC §8: within 1 s), buckets live in
+        # Redis: a key created through A's admin API while all three run is
+        # usable on B and C within 1 s, and its 3/1h are 3 across the three.
+        gs = [self.replica(), self.replica(), self.replica()]
+        a, b, c = gs
+        staleness = []
+        for i in range(5):
+            r = a.admin("POST", "/v1/api-keys",
+                        {"name": f"k{i}", "rate": {"requests": 3, "period": "1h", "burst": 3}})
+            self.assertEqual(r.status, 201, r.body)
+            key = r.json()["data"]["key"]
+            t0 = time.monotonic()
+            # A 403 scope refusal: the replica holds the key as active (and takes no token).
+            known = lambda g: self.get(g, key, "/scoped/x").status == 403
+            self.assertTrue(wait_until(lambda: known(b) and known(c), timeout=3, step=0.005))
+            staleness.append(time.monotonic() - t0)
+            got = [self.get(g, key).status for g in (b, c, a, b, c, a)]
+            self.assertEqual(got, [200, 200, 200, 429, 429, 429], (i, [g.logs() for g in gs]))
+        print(f"\n  key created on A -> usable on B and C: median "
+              f"{statistics.median(staleness) * 1000:.0f} ms, max {max(staleness) * 1000:.0f} ms",
+              flush=True)
+        self.assertLess(max(staleness), 1.0)
+        self.assertEqual(sum(self.decisions(g, "fallback") for g in gs), 0)
+
+    def test_decision_latency_redis_beside_local(self):
+        # What a shared decision adds to a request, seen from a client on
+        # loopback: requests one at a time on a keep-alive connection, through
+        # a replica on Redis and one with local buckets. They are answered by
+        # the gateway (a 403 scope refusal, whose headers need the bucket: a
+        # look, one round trip on Redis; a 429 of an empty bucket), so the test
+        # upstream's latency is not in the figures. Printed, not asserted
+        # (speed targets live in `make bench`); asserted is that each series
+        # was decided where it says.
+        shared = self.replica()
+        local = self.replica(backend="local")
+        key = self.key(shared, "--rate", "1000/1h")
+        spent = self.key(shared, "--rate", "1/1h")
+        self.assertTrue(wait_until(lambda: self.get(local, key).status == 200, timeout=3))
+        self.assertEqual(self.get(shared, spent).status, 200)
+
+        def series(g, k, path, expect, n=300):
+            conn = g.connection()
+            times = []
+            try:
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    r = g.request("GET", path, headers={"X-Api-Key": k}, conn=conn)
+                    times.append(time.perf_counter() - t0)
+                    self.assertEqual(r.status, expect)
+            finally:
+                conn.close()
+            return statistics.median(times) * 1e6
+
+        on_local = series(local, key, "/scoped/x", 403)
+        trips = shared.metric("keygate_redis_round_trips_total")
+        on_redis = series(shared, key, "/scoped/x", 403)
+        self.assertEqual(shared.metric("keygate_redis_round_trips_total") - trips, 300)
+        cached = self.decisions(shared, "cache")
+        on_cache = series(shared, spent, "/x", 429)
+        self.assertGreaterEqual(self.decisions(shared, "cache") - cached, 290)
+        print(f"\n  gateway-answered request, median of 300 one at a time: local bucket "
+              f"{on_local:.0f} us, Redis round trip {on_redis:.0f} us, Redis deny cache "
+              f"{on_cache:.0f} us", flush=True)
 
     # --- Redis down --------------------------------------------------------------
 
