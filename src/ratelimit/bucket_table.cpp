@@ -4,14 +4,14 @@
 
 namespace keygate {
 
-Decision BucketTable::take(std::string_view id, const Rate& rate) {
+Decision BucketTable::take(std::string_view id, const Rate& rate, std::uint32_t n) {
   const BucketShape shape = BucketShape::of(rate);
   Shard& s = shards_[Hash{}(id) % kShards];
   std::int64_t now = clock_.now_ns();
   {
     std::shared_lock lock(s.mu);
     auto it = s.buckets.find(id);
-    if (it != s.buckets.end() && it->second.shape() == shape) return it->second.take(now);
+    if (it != s.buckets.end() && it->second.shape() == shape) return it->second.take(now, n);
   }
   // First use, or the rate changed (reload, key update): exclusive, rare.
   std::unique_lock lock(s.mu);
@@ -20,7 +20,7 @@ Decision BucketTable::take(std::string_view id, const Rate& rate) {
     it = s.buckets.try_emplace(std::string(id), shape).first;
   else
     it->second.reshape(shape, now);
-  return it->second.take(now);
+  return it->second.take(now, n);
 }
 
 Decision BucketTable::peek(std::string_view id, const Rate& rate) const {

@@ -35,12 +35,13 @@ if v then
     end
   end
 end
-if ARGV[3] ~= '1' then
-  return {1, math.floor((window - math.min(used, window)) / interval), used, 0}
+local left = math.floor((window - math.min(used, window)) / interval)
+if ARGV[3] == '0' then
+  return {1, left, used, 0}
 end
-local nxt = used + interval
+local nxt = used + interval * tonumber(ARGV[3])
 if nxt > window then
-  return {0, 0, used, nxt - window}
+  return {0, left, used, nxt - window}
 end
 redis.call('SET', KEYS[1],
   string.format('%d%03d %s %s', now_us + math.floor(nxt / 1000), nxt % 1000, ARGV[1], ARGV[2]),

@@ -2,7 +2,7 @@
 // The shared bucket: TokenBucket's GCRA (token_bucket.cpp) as a Redis Lua
 // script on Redis' clock (TIME), so every replica reads one clock.
 //   KEYS[1] the bucket; ARGV[1] interval_ns (time to refill one token),
-//   ARGV[2] capacity, ARGV[3] "1" takes a token, "0" only looks.
+//   ARGV[2] capacity, ARGV[3] the tokens to take (a route's cost; all or none), "0" only looks.
 // Returns {allowed, remaining, reset_ns, retry_ns}, the fields of Decision.
 // The value is "<tat_ns> <interval_ns> <capacity>": the Unix time in ns at
 // which the bucket is full again and the shape it was written with (a changed

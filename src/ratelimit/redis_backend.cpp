@@ -53,7 +53,8 @@ struct RedisBackend::Op {
   RatePolicy policy;
   BucketShape shape;
   bool consume = true;
-  bool retried = false;  // after NOSCRIPT, once
+  std::uint32_t cost = 1;  // tokens a consuming decision takes
+  bool retried = false;    // after NOSCRIPT, once
   std::int64_t sent_ns = 0;
   std::string_view id() const { return std::string_view(bucket).substr(id_at); }
 };
@@ -136,7 +137,7 @@ std::optional<RateOutcome> RedisBackend::try_decide(const RateQuery& q) {
   breaker_moved();
   if (!go) {
     count(counters_.fallbacks);
-    return fallback(q.policy, q.policy.by_owner ? q.owner : q.key_id, q.consume);
+    return fallback(q.policy, q.policy.by_owner ? q.owner : q.key_id, q.consume, q.cost);
   }
   return std::nullopt;
 }
@@ -150,7 +151,8 @@ void RedisBackend::start_decide(const RateQuery& q, Handler h, asio::any_io_exec
       breaker_moved();
     }
     if (q.policy.rate) count(counters_.fallbacks);
-    complete(std::move(h), ex, q.policy.rate ? fallback(q.policy, id, q.consume) : RateOutcome{});
+    complete(std::move(h), ex,
+             q.policy.rate ? fallback(q.policy, id, q.consume, q.cost) : RateOutcome{});
     return;
   }
   auto op = std::make_unique<Op>(std::move(h), std::move(ex));
@@ -159,6 +161,7 @@ void RedisBackend::start_decide(const RateQuery& q, Handler h, asio::any_io_exec
   op->policy = q.policy;
   op->shape = BucketShape::of(*q.policy.rate);
   op->consume = q.consume;
+  op->cost = q.cost;
   send(std::move(op));
 }
 
@@ -168,6 +171,8 @@ void RedisBackend::send(std::unique_ptr<Op> op) {
   auto ie =
       std::to_chars(interval.data(), interval.data() + interval.size(), op->shape.interval_ns);
   auto ce = std::to_chars(capacity.data(), capacity.data() + capacity.size(), op->shape.capacity);
+  std::array<char, 12> take{};
+  auto te = std::to_chars(take.data(), take.data() + take.size(), op->consume ? op->cost : 0u);
   const std::array<std::string_view, 7> argv = {
       "EVALSHA",
       redis::gcra_script_sha1(),
@@ -175,7 +180,7 @@ void RedisBackend::send(std::unique_ptr<Op> op) {
       op->bucket,
       std::string_view(interval.data(), static_cast<size_t>(ie.ptr - interval.data())),
       std::string_view(capacity.data(), static_cast<size_t>(ce.ptr - capacity.data())),
-      op->consume ? "1" : "0"};
+      std::string_view(take.data(), static_cast<size_t>(te.ptr - take.data()))};
   count(counters_.round_trips);
   // (The Op stays where it is when the pointer moves into the handler.)
   conn_->send(
@@ -205,7 +210,7 @@ void RedisBackend::finish(std::unique_ptr<Op> op, const void* reply) {
     if (breaker_.times_opened() != opened) count(counters_.breaker_opened);
     breaker_moved();
     count(counters_.fallbacks);
-    complete(std::move(op->handler), op->ex, fallback(op->policy, op->id(), op->consume));
+    complete(std::move(op->handler), op->ex, fallback(op->policy, op->id(), op->consume, op->cost));
     return;
   }
   breaker_.success();
@@ -215,12 +220,13 @@ void RedisBackend::finish(std::unique_ptr<Op> op, const void* reply) {
   complete(std::move(op->handler), op->ex, RateOutcome{d, false, RateOutcome::Source::shared});
 }
 
-RateOutcome RedisBackend::fallback(const RatePolicy& policy, std::string_view id, bool consume) {
+RateOutcome RedisBackend::fallback(const RatePolicy& policy, std::string_view id, bool consume,
+                                   std::uint32_t cost) {
   RateOutcome o;
   o.source = RateOutcome::Source::fallback;
   switch (s_.redis.on_error) {
     case RedisConfig::OnError::local:  // this replica's own buckets (the id is the owner or key)
-      o.decision = consume ? local_.take(policy, id, id) : local_.peek(policy, id, id);
+      o.decision = consume ? local_.take(policy, id, id, cost) : local_.peek(policy, id, id);
       break;
     case RedisConfig::OnError::open: {  // admitted; the headers show a full bucket
       const BucketShape shape = BucketShape::of(*policy.rate);

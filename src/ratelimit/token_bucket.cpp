@@ -22,17 +22,21 @@ BucketShape BucketShape::of(const Rate& r) {
   return s;
 }
 
-Decision TokenBucket::take(std::int64_t now) {
+Decision TokenBucket::take(std::int64_t now, std::uint32_t n) {
   Decision d;
   d.limit = shape_.capacity;
   d.window_ns = shape_.window_ns;
+  // More than the bucket holds can never be taken: saturate rather than overflow.
+  std::int64_t need = kMaxWindow;
+  if (n <= shape_.capacity && shape_.interval_ns <= kMaxWindow / n) need = shape_.interval_ns * n;
   std::int64_t tat = tat_.load(std::memory_order_relaxed);
   for (;;) {
     std::int64_t base = std::max(tat, now);
-    std::int64_t next = base + shape_.interval_ns;
-    if (next - now > shape_.window_ns) {  // not even one token
+    std::int64_t next = base + need;
+    if (next - now > shape_.window_ns) {  // fewer than n tokens
       d.allowed = false;
-      d.remaining = 0;
+      d.remaining = static_cast<std::uint64_t>(
+          (shape_.window_ns - std::min(base - now, shape_.window_ns)) / shape_.interval_ns);
       d.reset_ns = base - now;
       d.retry_ns = next - shape_.window_ns - now;
       return d;

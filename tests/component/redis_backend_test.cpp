@@ -492,3 +492,29 @@ TEST(RedisBackendResolve, AHostNameIsResolvedOffTheIoThread) {
   ASSERT_TRUE(r.wait_connected()) << ::testing::PrintToString(r.events);
   EXPECT_EQ(r.decide(Policy(k30PerMinute).take("key_dns")).source, Source::shared);
 }
+
+// A route's cost (SPEC §11) takes that many tokens from the shared bucket, all
+// or none, as the local bucket does.
+TEST_F(RedisBackendTest, ACostTakesThatManyTokensLikeTheLocalBucket) {
+  auto r = replica();
+  const Rate rate{10, 1h, 0};
+  Policy p(rate);
+  RateQuery q = p.take("key_cost");
+  q.cost = 4;
+  for (std::uint64_t want : {6u, 2u}) {
+    RateOutcome o = r->decide(q);
+    ASSERT_TRUE(o.decision);
+    EXPECT_TRUE(o.decision->allowed);
+    EXPECT_EQ(o.decision->remaining, want);
+    EXPECT_EQ(o.source, Source::shared);
+  }
+  RateOutcome refused = r->decide(q);  // 2 left, 4 asked: nothing taken
+  ASSERT_TRUE(refused.decision);
+  EXPECT_FALSE(refused.decision->allowed);
+  EXPECT_EQ(refused.decision->remaining, 2u);
+  q.cost = 2;  // the 2 left can still be taken (the refusal cached no denial)
+  RateOutcome last = r->decide(q);
+  ASSERT_TRUE(last.decision);
+  EXPECT_TRUE(last.decision->allowed);
+  EXPECT_EQ(last.decision->remaining, 0u);
+}

@@ -21,7 +21,8 @@ struct RateQuery {
   RatePolicy policy;
   std::string_view key_id;
   std::string_view owner;
-  bool consume = true;  // false: only look (the headers of a 403 to a valid key)
+  bool consume = true;     // false: only look (the headers of a 403 to a valid key)
+  std::uint32_t cost = 1;  // tokens to take: the route's cost (SPEC §11)
 };
 
 struct RateOutcome {
@@ -67,7 +68,7 @@ class LocalBackend final : public RateLimitBackend {
 
  private:
   RateOutcome decide(const RateQuery& q) {
-    return {q.consume ? limiter_.take(q.policy, q.key_id, q.owner)
+    return {q.consume ? limiter_.take(q.policy, q.key_id, q.owner, q.cost)
                       : limiter_.peek(q.policy, q.key_id, q.owner)};
   }
   void start_decide(const RateQuery& q, Handler h, boost::asio::any_io_executor ex) override {

@@ -16,7 +16,7 @@ namespace keygate {
 class BucketTable {
  public:
   explicit BucketTable(const Clock& clock) : clock_(clock) {}
-  Decision take(std::string_view id, const Rate& rate);
+  Decision take(std::string_view id, const Rate& rate, std::uint32_t n = 1);
   // The state without taking a token (a missing bucket is full).
   Decision peek(std::string_view id, const Rate& rate) const;
   size_t size() const;

@@ -22,7 +22,7 @@ class RateLimiter {
   // The bucket is the key's, or its owner's when the policy says so;
   // nullopt when the policy is unlimited.
   std::optional<Decision> take(const RatePolicy& policy, std::string_view key_id,
-                               std::string_view owner);
+                               std::string_view owner, std::uint32_t n = 1);
   std::optional<Decision> peek(const RatePolicy& policy, std::string_view key_id,
                                std::string_view owner) const;
   size_t evict_idle(std::chrono::nanoseconds idle) {

@@ -81,7 +81,8 @@ class RedisBackend final : public RateLimitBackend {
   void start_decide(const RateQuery& q, Handler h, boost::asio::any_io_executor ex) override;
   void send(std::unique_ptr<Op> op);
   void finish(std::unique_ptr<Op> op, const void* reply);
-  RateOutcome fallback(const RatePolicy& policy, std::string_view id, bool consume);
+  RateOutcome fallback(const RatePolicy& policy, std::string_view id, bool consume,
+                       std::uint32_t cost = 1);
   void complete(Handler h, boost::asio::any_io_executor ex, RateOutcome o);
   void count(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
   void breaker_moved() { breaker_state_.store(breaker_.state(), std::memory_order_relaxed); }

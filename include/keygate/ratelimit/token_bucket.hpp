@@ -30,7 +30,8 @@ class TokenBucket {
  public:
   explicit TokenBucket(BucketShape shape) : shape_(shape) {}
 
-  Decision take(std::int64_t now_ns);
+  // Takes `n` tokens (a route's cost) or none: refused while fewer are there.
+  Decision take(std::int64_t now_ns, std::uint32_t n = 1);
   // Whole tokens at `now` without taking any.
   std::uint64_t available(std::int64_t now_ns) const;
   std::int64_t until_full(std::int64_t now_ns) const {
