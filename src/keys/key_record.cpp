@@ -1,6 +1,23 @@
 #include "keygate/keys/key_record.hpp"
 
+#include <algorithm>
+
 namespace keygate {
+
+UnixMillis Credits::last_refill(UnixMillis now) const {
+  if (!refill || refill->interval.count() <= 0 || now < refilled_at) return refilled_at;
+  const std::int64_t step = refill->interval.count();
+  return refilled_at + (now - refilled_at) / step * step;
+}
+
+UnixMillis Credits::next_refill(UnixMillis now) const {
+  return refill ? last_refill(now) + refill->interval.count() : 0;
+}
+
+std::int64_t Credits::remaining_at(UnixMillis now) const {
+  if (refill && last_refill(now) > refilled_at) return std::max(remaining, refill->amount);
+  return remaining;
+}
 
 std::string KeyRecord::status(UnixMillis now) const {
   if (revoked_at && *revoked_at <= now) return "revoked";

@@ -232,7 +232,39 @@ namespace {
 constexpr const char* kKeyColumns =
     "id, prefix, last4, hash, name, owner, scopes, plan, rate_requests, rate_period_ms, "
     "rate_burst, allowed_ips, metadata, enabled, created_at, expires_at, revoked_at, "
-    "last_used_at, last_used_ip, rotated_from, created_by, change_seq, foreign_format";
+    "last_used_at, last_used_ip, rotated_from, created_by, change_seq, foreign_format, "
+    "credits_remaining, credits_version, refill_amount, refill_interval_ms, refilled_at, "
+    "credits_key, rotated_at";
+
+// Columns 23.. of kKeyColumns (credits and rotation).
+void read_lifecycle(const PgQuery& q, int row, KeyRecord& r) {
+  if (auto remaining = q.opt_integer(row, 23)) {
+    Credits c;
+    c.remaining = *remaining;
+    if (auto amount = q.opt_integer(row, 25))
+      c.refill = CreditRefill{*amount, Millis(q.opt_integer(row, 26).value_or(0))};
+    c.refilled_at = q.opt_integer(row, 27).value_or(0);
+    r.credits = c;
+  }
+  r.credits_version = q.integer(row, 24);
+  r.credits_key = q.text(row, 28);
+  r.rotated_at = q.opt_integer(row, 29);
+}
+
+// The same columns as the next seven parameters.
+void bind_lifecycle(PgQuery& q, const KeyRecord& r) {
+  std::optional<std::int64_t> remaining, amount, interval, refilled_at;
+  if (r.credits) {
+    remaining = r.credits->remaining;
+    refilled_at = r.credits->refilled_at;
+    if (r.credits->refill) {
+      amount = r.credits->refill->amount;
+      interval = r.credits->refill->interval.count();
+    }
+  }
+  q.bind(remaining).bind(r.credits_version).bind(amount).bind(interval).bind(refilled_at);
+  q.bind(r.credits_key.empty() ? std::nullopt : std::optional(r.credits_key)).bind(r.rotated_at);
+}
 
 KeyRecord read_key(const PgQuery& q, int row) {
   KeyRecord r;
@@ -263,6 +295,7 @@ KeyRecord read_key(const PgQuery& q, int row) {
   r.created_by = q.text(row, 20);
   r.change_seq = q.integer(row, 21);
   r.foreign_format = q.boolean(row, 22);
+  read_lifecycle(q, row, r);
   return r;
 }
 
@@ -389,9 +422,11 @@ void PostgresStore::insert_key(KeyRecord& r) {
   r.change_seq = bump_seq();
   PgQuery q(*this, std::string("INSERT INTO api_keys (") + kKeyColumns +
                        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,"
-                       "$19,$20,$21,$22,$23)");
+                       "$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30)");
   bind_key(q, r, true);
-  q.bind(r.foreign_format).run();  // set once: a key's format never changes
+  q.bind(r.foreign_format);  // set once: a key's format never changes
+  bind_lifecycle(q, r);
+  q.run();
 }
 
 void PostgresStore::update_key(KeyRecord& r) {
@@ -401,9 +436,18 @@ void PostgresStore::update_key(KeyRecord& r) {
             "UPDATE api_keys SET prefix=$2, last4=$3, hash=$4, name=$5, owner=$6, scopes=$7, "
             "plan=$8, rate_requests=$9, rate_period_ms=$10, rate_burst=$11, allowed_ips=$12, "
             "metadata=$13, enabled=$14, created_at=$15, expires_at=$16, revoked_at=$17, "
-            "rotated_from=$18, created_by=$19, change_seq=$20 WHERE id=$1 AND change_seq=$21");
+            "rotated_from=$18, created_by=$19, change_seq=$20, "
+            // The balance and its refill grid are written only with a new
+            // credits_version: otherwise the stored ones are newer (spending).
+            "credits_remaining = CASE WHEN credits_version = $23::bigint THEN credits_remaining "
+            "ELSE $22::bigint END, refilled_at = CASE WHEN credits_version = $23::bigint THEN "
+            "refilled_at ELSE $26::bigint END, credits_version=$23::bigint, "
+            "refill_amount=$24::bigint, refill_interval_ms=$25::bigint, credits_key=$27::text, "
+            "rotated_at=$28::bigint WHERE id=$1 AND change_seq=$21");
   bind_key(q, r, false);
-  q.bind(read_at).run();
+  q.bind(read_at);
+  bind_lifecycle(q, r);
+  q.run();
   if (std::string_view(PQcmdTuples(q.result())) != "1")
     throw StoreConflict("store: key " + r.id + " changed concurrently");
 }
@@ -503,6 +547,86 @@ void PostgresStore::record_usage(const std::vector<UsageEvent>& events) {
           "WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)")
       .bind(rows.dump())
       .run();
+}
+
+std::vector<std::optional<std::int64_t>> PostgresStore::apply_credit_deltas(
+    const std::vector<CreditDelta>& deltas) {
+  std::vector<std::optional<std::int64_t>> out(deltas.size());
+  if (deltas.empty()) return out;
+  // One statement per batch (a key appears once in it). A refill is applied
+  // once: another replica may have written the same one.
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& d : deltas)
+    rows.push_back({{"id", d.key_id},
+                    {"version", d.version},
+                    {"before", d.spent_before_refill},
+                    {"spent", d.spent},
+                    {"refilled", d.refilled_at.has_value()},
+                    {"at", d.refilled_at.value_or(0)},
+                    {"amount", d.refill_amount}});
+  PgQuery q(*this,
+            "UPDATE api_keys k SET credits_remaining = GREATEST(0, CASE WHEN u.refilled AND "
+            "COALESCE(k.refilled_at, 0) < u.at THEN GREATEST(k.credits_remaining - u.before, "
+            "u.amount) ELSE k.credits_remaining - u.before END - u.spent), "
+            "refilled_at = CASE WHEN u.refilled AND COALESCE(k.refilled_at, 0) < u.at THEN u.at "
+            "ELSE k.refilled_at END "
+            "FROM json_to_recordset($1::json) AS u(id text, version bigint, before bigint, "
+            "spent bigint, refilled boolean, at bigint, amount bigint) "
+            "WHERE k.id = u.id AND k.credits_version = u.version AND "
+            "k.credits_remaining IS NOT NULL RETURNING k.id, k.credits_remaining");
+  q.bind(rows.dump()).run();
+  std::map<std::string, std::int64_t> stored;
+  for (int i = 0; i < q.rows(); ++i) stored[q.text(i, 0)] = q.integer(i, 1);
+  for (size_t i = 0; i < deltas.size(); ++i)
+    if (auto it = stored.find(deltas[i].key_id); it != stored.end()) out[i] = it->second;
+  return out;
+}
+
+void PostgresStore::add_usage_counts(const std::vector<UsageCounts>& counts) {
+  if (counts.empty()) return;
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& c : counts)
+    rows.push_back({{"key_id", c.key_id},
+                    {"hour", c.hour},
+                    {"ok", c.counts[0]},
+                    {"rate_limited", c.counts[1]},
+                    {"denied", c.counts[2]},
+                    {"upstream_error", c.counts[3]}});
+  PgQuery(*this,
+          "INSERT INTO key_usage (key_id, hour, ok, rate_limited, denied, upstream_error) "
+          "SELECT key_id, hour, ok, rate_limited, denied, upstream_error FROM "
+          "json_to_recordset($1::json) AS u(key_id text, hour bigint, ok bigint, "
+          "rate_limited bigint, denied bigint, upstream_error bigint) "
+          "ON CONFLICT (key_id, hour) DO UPDATE SET ok = key_usage.ok + excluded.ok, "
+          "rate_limited = key_usage.rate_limited + excluded.rate_limited, "
+          "denied = key_usage.denied + excluded.denied, "
+          "upstream_error = key_usage.upstream_error + excluded.upstream_error")
+      .bind(rows.dump())
+      .run();
+}
+
+std::vector<UsageCounts> PostgresStore::usage_counts(const std::string& key_id, UnixMillis from,
+                                                     UnixMillis to) {
+  PgQuery q(*this,
+            "SELECT hour, ok, rate_limited, denied, upstream_error FROM key_usage "
+            "WHERE key_id = $1 AND hour >= $2::bigint AND hour < $3::bigint ORDER BY hour");
+  q.bind(key_id).bind(from).bind(to).run();
+  std::vector<UsageCounts> out;
+  for (int i = 0; i < q.rows(); ++i) {
+    UsageCounts c{key_id, q.integer(i, 0), {}};
+    for (int j = 0; j < 4; ++j) c.counts[static_cast<size_t>(j)] = q.integer(i, 1 + j);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::int64_t PostgresStore::prune_usage(UnixMillis before) {
+  PgQuery q(*this, "DELETE FROM key_usage WHERE hour < $1::bigint");
+  q.bind(before).run();
+  std::int64_t n = 0;
+  const char* tuples = PQcmdTuples(q.result());
+  std::from_chars(tuples, tuples + std::strlen(tuples), n);
+  return n;
 }
 
 namespace {

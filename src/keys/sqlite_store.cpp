@@ -86,7 +86,41 @@ namespace {
 constexpr const char* kKeyColumns =
     "id, prefix, last4, hash, name, owner, scopes, plan, rate_requests, rate_period_ms, "
     "rate_burst, allowed_ips, metadata, enabled, created_at, expires_at, revoked_at, "
-    "last_used_at, last_used_ip, rotated_from, created_by, change_seq, foreign_format";
+    "last_used_at, last_used_ip, rotated_from, created_by, change_seq, foreign_format, "
+    "credits_remaining, credits_version, refill_amount, refill_interval_ms, refilled_at, "
+    "credits_key, rotated_at";
+
+// Columns 23.. of kKeyColumns (credits and rotation).
+void read_lifecycle(const Statement& s, KeyRecord& r) {
+  if (auto remaining = s.opt_integer(23)) {
+    Credits c;
+    c.remaining = *remaining;
+    if (auto amount = s.opt_integer(25))
+      c.refill = CreditRefill{*amount, Millis(s.opt_integer(26).value_or(0))};
+    c.refilled_at = s.opt_integer(27).value_or(0);
+    r.credits = c;
+  }
+  r.credits_version = s.integer(24);
+  r.credits_key = s.text(28);
+  r.rotated_at = s.opt_integer(29);
+}
+
+// The same columns as parameters first..first+6.
+void bind_lifecycle(Statement& s, const KeyRecord& r, int first) {
+  std::optional<std::int64_t> remaining, amount, interval, refilled_at;
+  if (r.credits) {
+    remaining = r.credits->remaining;
+    refilled_at = r.credits->refilled_at;
+    if (r.credits->refill) {
+      amount = r.credits->refill->amount;
+      interval = r.credits->refill->interval.count();
+    }
+  }
+  s.bind(first, remaining).bind(first + 1, r.credits_version).bind(first + 2, amount);
+  s.bind(first + 3, interval).bind(first + 4, refilled_at);
+  s.bind(first + 5, r.credits_key.empty() ? std::nullopt : std::optional(r.credits_key));
+  s.bind(first + 6, r.rotated_at);
+}
 
 KeyRecord read_key(const Statement& s) {
   KeyRecord r;
@@ -117,6 +151,7 @@ KeyRecord read_key(const Statement& s) {
   r.created_by = s.text(20);
   r.change_seq = s.integer(21);
   r.foreign_format = s.integer(22) != 0;
+  read_lifecycle(s, r);
   return r;
 }
 
@@ -223,10 +258,12 @@ std::int64_t SqliteStore::change_seq() {
 void SqliteStore::insert_key(KeyRecord& r) {
   r.change_seq = bump_seq();
   Statement s(*this, (std::string("INSERT INTO api_keys (") + kKeyColumns +
-                      ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+                      ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
                          .c_str());
   bind_key(s, r);
-  s.bind(23, std::int64_t{r.foreign_format}).run();  // set once: a key's format never changes
+  s.bind(23, std::int64_t{r.foreign_format});  // set once: a key's format never changes
+  bind_lifecycle(s, r, 24);
+  s.run();
 }
 
 void SqliteStore::update_key(KeyRecord& r) {
@@ -236,9 +273,17 @@ void SqliteStore::update_key(KeyRecord& r) {
               "UPDATE api_keys SET prefix=?2, last4=?3, hash=?4, name=?5, owner=?6, scopes=?7, "
               "plan=?8, rate_requests=?9, rate_period_ms=?10, rate_burst=?11, allowed_ips=?12, "
               "metadata=?13, enabled=?14, created_at=?15, expires_at=?16, revoked_at=?17, "
-              "rotated_from=?20, created_by=?21, change_seq=?22 WHERE id=?1 AND change_seq=?23");
+              "rotated_from=?20, created_by=?21, change_seq=?22, "
+              // The balance and its refill grid are written only with a new
+              // credits_version: otherwise the stored ones are newer (spending).
+              "credits_remaining = CASE WHEN credits_version = ?25 THEN credits_remaining "
+              "ELSE ?24 END, refilled_at = CASE WHEN credits_version = ?25 THEN refilled_at "
+              "ELSE ?28 END, credits_version=?25, refill_amount=?26, refill_interval_ms=?27, "
+              "credits_key=?29, rotated_at=?30 WHERE id=?1 AND change_seq=?23");
   bind_key(s, r);  // ?18 and ?19 (last_used_*) are bound but not written
-  s.bind(23, read_at).run();
+  s.bind(23, read_at);
+  bind_lifecycle(s, r, 24);
+  s.run();
   if (sqlite3_changes(db_) != 1)
     throw StoreConflict("store: key " + r.id + " changed concurrently");
 }
@@ -342,6 +387,65 @@ void SqliteStore::record_usage(const std::vector<UsageEvent>& events) {
       s.reset();
     }
   });
+}
+
+std::vector<std::optional<std::int64_t>> SqliteStore::apply_credit_deltas(
+    const std::vector<CreditDelta>& deltas) {
+  // A refill is applied once: another process may have written the same one.
+  Statement s(*this,
+              "UPDATE api_keys SET credits_remaining = MAX(0, CASE WHEN ?6 AND "
+              "COALESCE(refilled_at, 0) < ?7 THEN MAX(credits_remaining - ?3, ?5) "
+              "ELSE credits_remaining - ?3 END - ?4), refilled_at = CASE WHEN ?6 AND "
+              "COALESCE(refilled_at, 0) < ?7 THEN ?7 ELSE refilled_at END "
+              "WHERE id = ?1 AND credits_version = ?2 AND credits_remaining IS NOT NULL "
+              "RETURNING credits_remaining");
+  std::vector<std::optional<std::int64_t>> out;
+  for (const auto& d : deltas) {
+    s.bind(1, d.key_id).bind(2, d.version).bind(3, d.spent_before_refill).bind(4, d.spent);
+    s.bind(5, d.refill_amount).bind(6, std::int64_t{d.refilled_at.has_value()});
+    s.bind(7, d.refilled_at.value_or(0));
+    std::optional<std::int64_t> stored;
+    if (s.step()) stored = s.integer(0);
+    s.run();  // to the end: RETURNING rows are written as they are stepped
+    out.push_back(stored);
+    s.reset();
+  }
+  return out;
+}
+
+void SqliteStore::add_usage_counts(const std::vector<UsageCounts>& counts) {
+  Statement s(*this,
+              "INSERT INTO key_usage (key_id, hour, ok, rate_limited, denied, upstream_error) "
+              "VALUES (?,?,?,?,?,?) ON CONFLICT (key_id, hour) DO UPDATE SET "
+              "ok = ok + excluded.ok, rate_limited = rate_limited + excluded.rate_limited, "
+              "denied = denied + excluded.denied, "
+              "upstream_error = upstream_error + excluded.upstream_error");
+  for (const auto& c : counts) {
+    s.bind(1, c.key_id).bind(2, c.hour);
+    for (int i = 0; i < 4; ++i) s.bind(3 + i, c.counts[static_cast<size_t>(i)]);
+    s.run();
+    s.reset();
+  }
+}
+
+std::vector<UsageCounts> SqliteStore::usage_counts(const std::string& key_id, UnixMillis from,
+                                                   UnixMillis to) {
+  Statement s(*this,
+              "SELECT hour, ok, rate_limited, denied, upstream_error FROM key_usage "
+              "WHERE key_id = ? AND hour >= ? AND hour < ? ORDER BY hour");
+  s.bind(1, key_id).bind(2, from).bind(3, to);
+  std::vector<UsageCounts> out;
+  while (s.step()) {
+    UsageCounts c{key_id, s.integer(0), {}};
+    for (int i = 0; i < 4; ++i) c.counts[static_cast<size_t>(i)] = s.integer(1 + i);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::int64_t SqliteStore::prune_usage(UnixMillis before) {
+  Statement(*this, "DELETE FROM key_usage WHERE hour < ?").bind(1, before).run();
+  return sqlite3_changes(db_);
 }
 
 namespace {

@@ -3,6 +3,7 @@
 // worker need of persistent storage. Two implementations: SqliteStore (the
 // embedded default) and PostgresStore (shared by replicas). Both are blocking:
 // in `serve` they are used only from the store worker thread, never an I/O thread.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -42,6 +43,31 @@ struct UsageEvent {
   std::string key_id;
   UnixMillis at = 0;
   std::string ip;
+};
+
+// Credits a serving process spent (and refilled) since it last wrote them
+// (CreditAccount::take_flush). Applied to the stored balance as
+//   remaining = max(remaining - spent_before_refill, refill_amount) - spent   (with a refill)
+//   remaining = remaining - spent                                              (without)
+// never below zero, which reproduces the process' own balance exactly and adds
+// up the spending of several processes.
+struct CreditDelta {
+  std::string key_id;
+  std::int64_t version = 0;  // the credits_version it was spent under
+  std::int64_t spent_before_refill = 0;
+  std::int64_t spent = 0;
+  std::optional<UnixMillis> refilled_at;  // the last refill of the batch, if one happened
+  std::int64_t refill_amount = 0;
+};
+
+// Requests of one key in one hour, by outcome (SPEC §11).
+enum class UsageOutcome { ok, rate_limited, denied, upstream_error };
+inline constexpr std::array<std::string_view, 4> kUsageOutcomes = {"ok", "rate_limited", "denied",
+                                                                   "upstream_error"};
+struct UsageCounts {
+  std::string key_id;
+  UnixMillis hour = 0;                   // Unix milliseconds of the hour's start (UTC)
+  std::array<std::int64_t, 4> counts{};  // by UsageOutcome
 };
 
 struct AuditEvent {
@@ -111,6 +137,19 @@ class KeyStore {
   virtual std::int64_t change_seq() = 0;
   // Last-used times and addresses; never bumps the change sequence.
   virtual void record_usage(const std::vector<UsageEvent>& events) = 0;
+
+  // Credits and usage from a serving process (call inside transaction(); never
+  // bump the change sequence). A delta applies only while the row still has
+  // its credits_version (an operator's newer balance wins); the answer is the
+  // stored balance after each delta, nullopt where it was skipped.
+  virtual std::vector<std::optional<std::int64_t>> apply_credit_deltas(
+      const std::vector<CreditDelta>& deltas) = 0;
+  virtual void add_usage_counts(const std::vector<UsageCounts>& counts) = 0;
+  // One key's hourly rows with from <= hour < to, oldest first.
+  virtual std::vector<UsageCounts> usage_counts(const std::string& key_id, UnixMillis from,
+                                                UnixMillis to) = 0;
+  // Deletes the rows of hours before `before` (retention); returns how many.
+  virtual std::int64_t prune_usage(UnixMillis before) = 0;
 
   // The change feed of this store (the store must outlive it).
   virtual std::unique_ptr<ChangeFeed> change_feed() = 0;

@@ -49,6 +49,12 @@ class PostgresStore final : public KeyStore {
   void for_each_changed(std::int64_t seq, const std::function<void(const KeyRecord&)>& f) override;
   std::int64_t change_seq() override;
   void record_usage(const std::vector<UsageEvent>& events) override;
+  std::vector<std::optional<std::int64_t>> apply_credit_deltas(
+      const std::vector<CreditDelta>& deltas) override;
+  void add_usage_counts(const std::vector<UsageCounts>& counts) override;
+  std::vector<UsageCounts> usage_counts(const std::string& key_id, UnixMillis from,
+                                        UnixMillis to) override;
+  std::int64_t prune_usage(UnixMillis before) override;
   std::unique_ptr<ChangeFeed> change_feed() override;
 
   const std::string& conninfo() const { return conninfo_; }
