@@ -344,7 +344,8 @@ void read_routes(Reader& r, const YAML::Node& n, Config& c) {
   if (!n.IsSequence()) return r.error(n, "routes must be a list");
   for (const auto& rn : n) {
     Route route;
-    if (!r.mapping(rn, "route", {"path_prefix", "methods", "auth", "require_scopes"})) continue;
+    if (!r.mapping(rn, "route", {"path_prefix", "methods", "auth", "require_scopes", "cost"}))
+      continue;
     if (!rn["path_prefix"].IsDefined()) r.error(rn, "route needs path_prefix");
     r.get_str(rn["path_prefix"], "routes.path_prefix", route.path_prefix);
     if (route.path_prefix.empty() || route.path_prefix.front() != '/')
@@ -368,6 +369,16 @@ void read_routes(Reader& r, const YAML::Node& n, Config& c) {
       route.require_scopes = r.str_list(rn["require_scopes"], "routes.require_scopes");
     if (route.auth_none && !route.require_scopes.empty())
       r.error(rn, "a route with auth: none cannot require_scopes");
+    r.get_int(rn["cost"], "routes.cost", route.cost, 1, kMaxRouteCost);
+    if (route.auth_none && rn["cost"].IsDefined())
+      r.error(rn["cost"], "a route with auth: none has no key to charge: remove cost");
+    // A request costing more tokens than a plan's bucket holds could never pass.
+    for (const auto& [name, plan] : c.plans)
+      if (plan.allow && plan.rate && route.cost > plan.rate->capacity())
+        r.error(rn["cost"], "routes.cost " + std::to_string(route.cost) +
+                                " exceeds the burst of plan '" + name + "' (" +
+                                std::to_string(plan.rate->capacity()) +
+                                "): such requests could never be admitted");
     c.routes.push_back(std::move(route));
   }
 }
@@ -488,7 +499,7 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
   if (!r.mapping(root, "the config file",
                  {"listen", "tls", "threads", "upstream", "admin", "store", "keys", "auth",
                   "identity", "plans", "rate_limit", "routes", "health", "errors", "limits",
-                  "logging", "shutdown_timeout"}))
+                  "logging", "usage", "shutdown_timeout"}))
     return;
   auto host_port = [&](const YAML::Node& n, const std::string& what, HostPort& out) {
     if (!n.IsDefined()) return;
@@ -665,6 +676,10 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
                  {{"json", LoggingConfig::Format::json}, {"text", LoggingConfig::Format::text}});
       r.get_bool(n["access_log"], "logging.access_log", c.logging.access_log);
     }
+  }
+  if (auto n = root["usage"]; n.IsDefined() && !n.IsNull()) {
+    if (r.mapping(n, "usage", {"retention"}))
+      r.get_duration(n["retention"], "usage.retention", c.usage.retention, Millis(3'600'000));
   }
   r.get_duration(root["shutdown_timeout"], "shutdown_timeout", c.shutdown_timeout, Millis(0));
 }

@@ -82,6 +82,7 @@ std::map<std::string, std::string> settings(const Config& c) {
   s["logging.level"] = c.logging.level;
   s["logging.format"] = std::to_string(static_cast<int>(c.logging.format));
   s["logging.access_log"] = c.logging.access_log ? "true" : "false";
+  s["usage.retention"] = ms(c.usage.retention);
   s["shutdown_timeout"] = ms(c.shutdown_timeout);
   return s;
 }

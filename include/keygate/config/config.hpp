@@ -109,6 +109,14 @@ struct Route {
   std::vector<std::string> methods;  // empty: any
   bool auth_none = false;
   std::vector<std::string> require_scopes;
+  std::uint32_t cost = 1;  // credits and rate-limit tokens a request takes (SPEC §11)
+};
+
+inline constexpr std::uint32_t kMaxRouteCost = 1'000'000;
+
+// usage (SPEC §11): per-key request counts by hour, kept this long.
+struct UsageConfig {
+  Millis retention{90LL * 24 * 3600 * 1000};
 };
 
 struct HealthConfig {
@@ -161,6 +169,7 @@ struct Config {
   std::optional<ErrorStyle> errors;
   Limits limits;
   LoggingConfig logging;
+  UsageConfig usage;
   Millis shutdown_timeout{15000};
 
   int effective_threads() const;
