@@ -19,6 +19,7 @@ AuthKey::AuthKey(const KeyRecord& r) {
   rate_ = r.rate;
   expires_at_ = r.expires_at.value_or(0);
   revoked_at_ = r.revoked_at.value_or(0);
+  rotated_at_ = r.rotated_at.value_or(0);
 }
 
 AuthKey& AuthKey::operator=(const AuthKey& o) {
@@ -33,6 +34,8 @@ AuthKey& AuthKey::operator=(const AuthKey& o) {
   rate_ = o.rate_;
   expires_at_ = o.expires_at_;
   revoked_at_ = o.revoked_at_;
+  rotated_at_ = o.rotated_at_;
+  meter_.store(o.meter_.load(std::memory_order_acquire), std::memory_order_release);
   last_usage_report_.store(o.last_usage_report_.load(std::memory_order_relaxed),
                            std::memory_order_relaxed);
   return *this;
@@ -55,9 +58,18 @@ bool AuthKey::claim_usage_report(UnixMillis now, UnixMillis interval) const {
   return last_usage_report_.compare_exchange_strong(last, now, std::memory_order_relaxed);
 }
 
+KeyMeter& KeyIndex::meter(const AuthKey& indexed) const {
+  if (KeyMeter* m = indexed.meter_.load(std::memory_order_acquire)) return *m;
+  KeyMeter& m = meters_.meter(indexed.id());
+  indexed.meter_.store(&m, std::memory_order_release);
+  return m;
+}
+
 void KeyIndex::upsert(const KeyRecord& r) {
   Shard& s = shard(r.hash);
   AuthKey k(r);
+  // Credits changes reach the meter before the new record serves a request.
+  k.meter_.store(meters_.apply(r), std::memory_order_relaxed);
   std::unique_lock lock(s.mu);
   auto [it, inserted] = s.map.try_emplace(r.hash, k);
   if (!inserted) it->second = k;

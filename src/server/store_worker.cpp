@@ -10,6 +10,12 @@ using namespace net;
 
 namespace {
 constexpr auto kFlushEvery = std::chrono::seconds(2);
+// Credits and usage: at most this much spending is lost when the process is
+// killed without a chance to flush (README "Credits").
+constexpr auto kMeterFlushEvery = std::chrono::seconds(1);
+constexpr auto kPruneEvery = std::chrono::hours(1);
+// Usage rows kept for a retry while the store refuses writes; beyond, dropped.
+constexpr size_t kMaxUnwrittenUsage = 1'000'000;
 constexpr auto kEvictEvery = std::chrono::seconds(30);
 constexpr auto kBucketIdle = std::chrono::seconds(60);
 // Reconnect back-off while the store is unreachable: doubles up to the cap.
@@ -35,6 +41,8 @@ StoreWorker::StoreWorker(std::unique_ptr<KeyStore> store, RuntimePtr rt, KeyInde
       sync_(ioc_),
       flush_(ioc_),
       evict_(ioc_),
+      meter_flush_(ioc_),
+      prune_(ioc_),
       backoff_(kFirstRetry),
       in_sync_at_ns_(steady_ns()) {
   set_runtime(std::move(rt));
@@ -83,6 +91,8 @@ void StoreWorker::start() {
   schedule_sync(feed_open_ ? feed_->poll_interval() : backoff_);
   schedule_flush();
   schedule_evict();
+  schedule_meter_flush();
+  schedule_prune(std::chrono::milliseconds(0));
   thread_ = std::thread([this] { ioc_.run(); });
 }
 
@@ -92,8 +102,11 @@ void StoreWorker::stop() {
     sync_.cancel();
     flush_.cancel();
     evict_.cancel();
+    meter_flush_.cancel();
+    prune_.cancel();
     unwatch();
     flush_usage();
+    flush_meters();
     guard_.reset();
     // A timer that expired just before the cancels above still runs its
     // handler (with success) and re-arms itself: stop the loop outright.
@@ -252,7 +265,70 @@ void StoreWorker::flush_usage() {
   }
 }
 
+void StoreWorker::schedule_meter_flush() {
+  meter_flush_.expires_after(kMeterFlushEvery);
+  meter_flush_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    flush_meters();
+    schedule_meter_flush();
+  });
+}
+
+void StoreWorker::flush_meters() {
+  MeterBoard& board = index_.meters();
+  MeterBoard::Batch batch = board.collect();
+  for (const auto& u : batch.usage) {
+    auto& sum = unwritten_usage_[{u.key_id, u.hour}];
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += u.counts[i];
+  }
+  if (batch.credits.empty() && unwritten_usage_.empty()) return;
+  std::vector<CreditDelta> deltas;
+  for (const auto& f : batch.credits) deltas.push_back(f.delta);
+  std::vector<UsageCounts> usage;
+  for (const auto& [at, counts] : unwritten_usage_) usage.push_back({at.first, at.second, counts});
+  std::vector<std::optional<std::int64_t>> stored;
+  try {
+    store_->transaction([&] {
+      stored = store_->apply_credit_deltas(deltas);
+      store_->add_usage_counts(usage);
+    });
+  } catch (const std::exception& e) {
+    for (const auto& f : batch.credits) board.restore(f);  // spent, so written with the next
+    if (unwritten_usage_.size() > kMaxUnwrittenUsage) {
+      log::error("dropping usage counts the store did not take",
+                 {{"rows", unwritten_usage_.size()}});
+      unwritten_usage_.clear();
+    }
+    if (store_up_)
+      log::error("writing credits and usage failed; retrying",
+                 {{"error", e.what()}, {"keys", batch.credits.size()}});
+    return;
+  }
+  unwritten_usage_.clear();
+  for (size_t i = 0; i < batch.credits.size() && i < stored.size(); ++i)
+    if (stored[i]) board.resync(batch.credits[i], *stored[i]);
+}
+
+void StoreWorker::schedule_prune(std::chrono::milliseconds after) {
+  prune_.expires_after(after);
+  prune_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    constexpr UnixMillis kHour = 3'600'000;
+    const UnixMillis before = (now_millis() - rt_->config.usage.retention.count()) / kHour * kHour;
+    try {
+      if (auto n = store_->prune_usage(before))
+        log::info("pruned usage past its retention",
+                  {{"rows", n}, {"before", format_time(before)}});
+    } catch (const std::exception& e) {
+      if (store_up_) log::warn("pruning usage failed", {{"error", e.what()}});
+    }
+    schedule_prune(kPruneEvery);
+  });
+}
+
 AdminResponse StoreWorker::admin(const AdminRequest& req, const Metrics& metrics) {
+  // Balances and usage as of now: what is spent and counted in memory first.
+  if (req.target.starts_with("/v1/api-keys")) flush_meters();
   AdminDeps deps{*store_, *service_, index_, metrics, *rt_, [&] {
                    Metrics::Gauges g;
                    g.keys_total = static_cast<std::int64_t>(index_.size());

@@ -3,8 +3,11 @@
 // change feed that keeps the in-memory index current with other processes'
 // writes (SQLite: PRAGMA data_version polling; PostgreSQL: LISTEN/NOTIFY, a
 // catch-up on every notification and reconnect, and a safety-net poll),
-// batched last-used writes, bucket eviction.
+// batched last-used writes, bucket eviction, and the key meters: credits spent
+// and usage counted on the request path, written in one transaction a second
+// (kMeterFlushEvery), and usage older than usage.retention pruned.
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -52,6 +55,9 @@ class StoreWorker final : public UsageSink {
   void schedule_flush();
   void schedule_evict();
   void flush_usage();
+  void schedule_meter_flush();
+  void flush_meters();
+  void schedule_prune(std::chrono::milliseconds after);
   double lag_seconds() const;
 
   std::unique_ptr<KeyStore> store_;
@@ -64,7 +70,7 @@ class StoreWorker final : public UsageSink {
   GatewayState& state_;
   net::asio::io_context ioc_{1};
   net::asio::executor_work_guard<net::asio::io_context::executor_type> guard_;
-  net::asio::steady_timer sync_, flush_, evict_;
+  net::asio::steady_timer sync_, flush_, evict_, meter_flush_, prune_;
   // The feed's socket (PostgreSQL); libpq owns the descriptor, so it is released, never closed
   // here.
   std::optional<net::asio::posix::stream_descriptor> socket_;
@@ -76,6 +82,9 @@ class StoreWorker final : public UsageSink {
   std::atomic<std::int64_t> in_sync_at_ns_{0};  // steady clock
   std::mutex usage_mu_;
   std::vector<UsageEvent> usage_;
+  // Usage counts a failed flush could not write, by (key, hour): sent again
+  // with the next (credits go back into their accounts instead).
+  std::map<std::pair<std::string, UnixMillis>, std::array<std::int64_t, 4>> unwritten_usage_;
 };
 
 }  // namespace keygate

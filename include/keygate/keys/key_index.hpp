@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "keygate/keys/cidr.hpp"
+#include "keygate/keys/key_meter.hpp"
 #include "keygate/keys/key_record.hpp"
 
 namespace keygate {
@@ -39,6 +40,7 @@ class AuthKey {
   bool enabled() const { return enabled_; }
   UnixMillis expires_at() const { return expires_at_; }  // 0: never
   UnixMillis revoked_at() const { return revoked_at_; }  // 0: not revoked
+  UnixMillis rotated_at() const { return rotated_at_; }  // 0: not rotated
   // Enabled, not revoked and not expired at `now`.
   bool active(UnixMillis now) const {
     return enabled_ && (revoked_at_ == 0 || revoked_at_ > now) &&
@@ -57,8 +59,10 @@ class AuthKey {
   std::string blob_;  // name + owner + plan + scopes (comma-separated)
   std::vector<Cidr> nets_;
   std::optional<Rate> rate_;
-  UnixMillis expires_at_ = 0, revoked_at_ = 0;
+  UnixMillis expires_at_ = 0, revoked_at_ = 0, rotated_at_ = 0;
   mutable std::atomic<UnixMillis> last_usage_report_{0};
+  mutable std::atomic<KeyMeter*> meter_{nullptr};  // KeyIndex::meter
+  friend class KeyIndex;
 };
 
 class KeyIndex {
@@ -89,6 +93,13 @@ class KeyIndex {
   // Keys that are enabled, not revoked and not expired at `now`.
   size_t count_active(UnixMillis now) const;
 
+  // The meter (credits, usage) of an indexed key, created on its first
+  // request; remembered on the indexed record so later requests find it
+  // without a lock. Meters are counters beside the index, not its contents,
+  // hence reachable through a const index.
+  KeyMeter& meter(const AuthKey& indexed) const;
+  MeterBoard& meters() const { return meters_; }
+
   std::atomic<std::int64_t> applied_seq{0};  // highest store change applied
 
  private:
@@ -100,6 +111,7 @@ class KeyIndex {
   const Shard& shard(const KeyHash& h) const { return shards_[h[31] % kShards]; }
   Shard& shard(const KeyHash& h) { return shards_[h[31] % kShards]; }
   std::array<Shard, kShards> shards_;
+  mutable MeterBoard meters_;
   std::atomic<size_t> foreign_keys_{0};  // a key's format never changes: counted on insert
 };
 
