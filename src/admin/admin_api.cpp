@@ -9,6 +9,7 @@
 
 #include "keygate/config/values.hpp"
 #include "keygate/keys/key_json.hpp"
+#include "keygate/keys/usage_report.hpp"
 #include "keygate/proxy/error_renderer.hpp"
 #include "keygate/proxy/runtime.hpp"
 
@@ -137,6 +138,7 @@ class Handler {
 
     static const std::regex key_route("^/v1/api-keys/([^/]+)$");
     static const std::regex rotate_route("^/v1/api-keys/([^/]+)/rotate$");
+    static const std::regex usage_route("^/v1/api-keys/([^/]+)/usage$");
     std::smatch m;
     if (path == "/v1/api-keys") {
       if (req_.method == "POST") return create();
@@ -151,6 +153,10 @@ class Handler {
       if (req_.method == "POST") return rotate(url_decode(m[1].str()));
       return not_allowed("POST");
     }
+    if (std::regex_match(path, m, usage_route)) {
+      if (req_.method == "GET") return usage(url_decode(m[1].str()));
+      return not_allowed("GET");
+    }
     if (std::regex_match(path, m, key_route)) {
       std::string id = url_decode(m[1].str());
       if (req_.method == "GET") return get(id);
@@ -163,7 +169,7 @@ class Handler {
 
  private:
   static bool known_route(const std::string& p) {
-    static const std::regex re("^/v1/(api-keys(/[^/]+(/rotate)?)?|audit-events)$");
+    static const std::regex re("^/v1/(api-keys(/[^/]+(/rotate|/usage)?)?|audit-events)$");
     return std::regex_match(p, re);
   }
 
@@ -224,9 +230,10 @@ class Handler {
   AdminResponse create() {
     TRY(body, parse_body(req_.body));
     if (auto e = check_fields(body, {"name", "owner", "scopes", "plan", "rate", "expires_at",
-                                     "expires_in", "allowed_ips", "metadata"}))
+                                     "expires_in", "allowed_ips", "metadata", "credits"}))
       return error_response(*e, rid);
     TRY(spec, key_spec_from_json(body, now_millis()));
+    if (auto e = credits_grant_check(body)) return error_response(*e, rid);
     if (caller_.is_key) {
       if (!spec.owner.empty() && spec.owner != caller_.owner)
         return error_response(
@@ -272,8 +279,9 @@ class Handler {
   AdminResponse patch(const std::string& id) {
     TRY(body, parse_body(req_.body));
     if (auto e = check_fields(body, {"name", "scopes", "plan", "rate", "enabled", "expires_at",
-                                     "allowed_ips", "metadata"}))
+                                     "allowed_ips", "metadata", "credits"}))
       return error_response(*e, rid);
+    if (auto e = credits_grant_check(body)) return error_response(*e, rid);
     TRY(existing, visible(id));
     KeyPatch p;
     if (body.contains("name")) {
@@ -312,6 +320,10 @@ class Handler {
       TRY(meta, metadata_field(body["metadata"]));
       p.metadata = meta;
     }
+    if (body.contains("credits")) {
+      TRY(credits, credits_field(body["credits"]));
+      p.credits = credits;
+    }
     TRY(r, d_.service.update(existing.id, p, caller_.actor));
     return ok(200, key_to_json(r, now_millis()));
   }
@@ -336,6 +348,31 @@ class Handler {
     TRY(existing, visible(id));
     TRY(issued, d_.service.rotate(existing.id, grace, caller_.actor));
     return ok(201, key_to_json(issued.record, now_millis(), &issued.key));
+  }
+
+  // A key may not give keys credits: it would mint itself requests.
+  std::optional<Error> credits_grant_check(const json& body) const {
+    if (caller_.is_key && body.contains("credits"))
+      return errors::forbidden("scope", "Credits are set by the operator, not by a key.");
+    return std::nullopt;
+  }
+
+  AdminResponse usage(const std::string& id) {
+    UsageQuery q;
+    for (const auto& [k, v] : query_) {
+      if (k == "granularity") {
+        q.granularity = v;
+      } else if (k == "from" || k == "to") {
+        auto t = parse_time(v);
+        if (!t) return error_response(validation_error(k, k + " must be an RFC 3339 time"), rid);
+        (k == "from" ? q.from : q.to) = *t;
+      } else {
+        return error_response(validation_error(k, "unknown query parameter '" + k + "'"), rid);
+      }
+    }
+    TRY(existing, visible(id));
+    TRY(report, usage_report(d_.store, existing.id, q, now_millis()));
+    return ok(200, std::move(report));
   }
 
   AdminResponse audit() {

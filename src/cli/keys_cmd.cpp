@@ -3,7 +3,9 @@
 
 #include "cli/command.hpp"
 #include "keygate/config/values.hpp"
+#include "keygate/keys/key_json.hpp"
 #include "keygate/keys/key_service.hpp"
+#include "keygate/keys/usage_report.hpp"
 
 namespace keygate::cli {
 
@@ -37,6 +39,15 @@ std::string shown(const KeyRecord& r) {
   return r.prefix + "…" + r.last4;
 }
 
+std::string credits_text(const KeyRecord& r, UnixMillis now) {
+  if (!r.credits) return r.credits_key.empty() ? "-" : "spends those of " + r.credits_key;
+  std::string out = std::to_string(r.credits->remaining_at(now));
+  if (const auto& f = r.credits->refill)
+    out += " (refill to " + std::to_string(f->amount) + " every " + format_duration(f->interval) +
+           ", next " + format_time(r.credits->next_refill(now)) + ")";
+  return out;
+}
+
 void print_key(const KeyRecord& r, UnixMillis now) {
   std::cout << "id:           " << r.id << "\n"
             << "prefix:       " << shown(r) << (r.foreign_format ? " (imported, own format)" : "")
@@ -51,6 +62,7 @@ void print_key(const KeyRecord& r, UnixMillis now) {
                        : "-")
             << "\n"
             << "allowed ips:  " << or_dash(join_csv(r.allowed_ips)) << "\n"
+            << "credits:      " << credits_text(r, now) << "\n"
             << "status:       " << r.status(now) << (r.enabled ? "" : " (disabled)") << "\n"
             << "created:      " << format_time(r.created_at) << " by " << or_dash(r.created_by)
             << "\n"
@@ -59,6 +71,7 @@ void print_key(const KeyRecord& r, UnixMillis now) {
             << "last used:    " << ago(r.last_used_at)
             << (r.last_used_ip.empty() ? "" : " from " + r.last_used_ip) << "\n";
   if (!r.rotated_from.empty()) std::cout << "rotated from: " << r.rotated_from << "\n";
+  if (r.rotated_at) std::cout << "rotated:      " << format_time(*r.rotated_at) << "\n";
   for (const auto& [k, v] : r.metadata) std::cout << "meta " << k << ": " << v << "\n";
 }
 
@@ -74,12 +87,34 @@ void print_issued(const IssuedKey& k, bool json, const char* verb) {
   print_key(k.record, now);
 }
 
+CLI::Validator refill_check() {
+  CLI::Validator v(
+      [](std::string& value) {
+        auto r = parse_refill(value);
+        return r ? std::string() : r.error();
+      },
+      "");
+  v.name("AMOUNT/INTERVAL");
+  return v;
+}
+
 // The flags shared by create and update.
 struct SettingFlags {
-  std::string name, owner, scopes, plan, rate, expires_at;
+  std::string name, owner, scopes, plan, rate, expires_at, refill;
   std::uint64_t burst = 0;
+  std::int64_t credits = 0;
   CLI::Option *name_opt = nullptr, *scopes_opt = nullptr, *plan_opt = nullptr, *rate_opt = nullptr,
-              *burst_opt = nullptr, *expires_at_opt = nullptr;
+              *burst_opt = nullptr, *expires_at_opt = nullptr, *credits_opt = nullptr,
+              *refill_opt = nullptr;
+
+  // --credits / --refill as a change of the key's credits (nullopt: neither given).
+  std::optional<CreditsPatch> credits_patch() const {
+    if (!*credits_opt && !*refill_opt) return std::nullopt;
+    CreditsPatch p;
+    if (*credits_opt) p.remaining = credits;
+    if (*refill_opt) p.refill = std::optional<CreditRefill>(*parse_refill(refill));
+    return p;
+  }
 
   void add(CLI::App& cmd, bool create) {
     name_opt = cmd.add_option("--name", name, create ? "what the key is for" : "rename the key");
@@ -104,6 +139,16 @@ struct SettingFlags {
         cmd.add_option("--expires-at", expires_at, "expiry time, e.g. 2027-01-31T00:00:00Z")
             ->type_name("RFC3339")
             ->check(time_check());
+    credits_opt =
+        cmd.add_option("--credits", credits,
+                       create ? "credits the key starts with; each request spends its route's cost"
+                              : "set the key's credits balance")
+            ->type_name("N")
+            ->check(CLI::Range(std::int64_t{0}, kMaxCredits).description(""));
+    refill_opt = cmd.add_option("--refill", refill,
+                                "top the credits up to AMOUNT every INTERVAL, e.g. 1000/30d")
+                     ->type_name("AMOUNT/INTERVAL")
+                     ->check(refill_check());
   }
 };
 
@@ -158,6 +203,9 @@ void add_create(CLI::App& keys, Session& s) {
       auto eq = kv.find('=');
       spec.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
+    auto credits = new_credits(f->credits_patch());
+    if (!credits) return fail(credits.error());
+    spec.credits = *credits;
     auto issued = service.create(spec, kActor);
     if (!issued) return fail(issued.error());
     print_issued(*issued, f->json, "Created");
@@ -230,7 +278,7 @@ void add_show(CLI::App& keys, Session& s) {
 void add_update(CLI::App& keys, Session& s) {
   struct Flags : SettingFlags {
     std::string ref;
-    bool enable = false, disable = false, json = false;
+    bool enable = false, disable = false, json = false, no_refill = false, no_credits = false;
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = keys.add_subcommand("update", "change a key's metadata");
@@ -239,6 +287,12 @@ void add_update(CLI::App& keys, Session& s) {
   f->add(*cmd, false);
   auto* enable = cmd->add_flag("--enable", f->enable, "accept the key again");
   cmd->add_flag("--disable", f->disable, "refuse the key until --enable")->excludes(enable);
+  auto* no_refill = cmd->add_flag("--no-refill", f->no_refill, "stop refilling the key's credits");
+  no_refill->excludes(f->refill_opt);
+  cmd->add_flag("--no-credits", f->no_credits, "remove the key's credits (no longer metered)")
+      ->excludes(f->credits_opt)
+      ->excludes(f->refill_opt)
+      ->excludes(no_refill);
   cmd->add_flag("--json", f->json, "print the updated key object");
   on_run(*cmd, s, [&s, f] {
     KeyService service(s.migrated_store(), s.config());
@@ -262,6 +316,13 @@ void add_update(CLI::App& keys, Session& s) {
     if (f->enable) p.enabled = true;
     if (f->disable) p.enabled = false;
     if (*f->expires_at_opt) p.expires_at = std::optional<UnixMillis>(to_time(f->expires_at));
+    if (f->no_credits) {
+      p.credits = std::optional<CreditsPatch>{};
+    } else if (auto c = f->credits_patch(); c || f->no_refill) {
+      CreditsPatch change = c.value_or(CreditsPatch{});
+      if (f->no_refill) change.refill = std::optional<CreditRefill>{};
+      p.credits = std::optional<CreditsPatch>(change);
+    }
     auto r = service.update(ref, p, kActor);
     if (!r) return fail(r.error());
     if (f->json)
@@ -324,6 +385,58 @@ void add_rotate(CLI::App& keys, Session& s) {
   });
 }
 
+void add_usage(CLI::App& keys, Session& s) {
+  struct Flags {
+    std::string ref, granularity = "hour", from, to;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = keys.add_subcommand("usage", "a key's requests per hour or day, by outcome");
+  s.add_config_option(*cmd);
+  add_ref(*cmd, f->ref);
+  cmd->add_option("--granularity", f->granularity, "hour (default) or day (UTC)")
+      ->check(CLI::IsMember({"hour", "day"}).description(""))
+      ->type_name("hour|day");
+  auto* from = cmd->add_option("--from", f->from, "start (default: 24 h or 30 days before --to)")
+                   ->type_name("RFC3339")
+                   ->check(time_check());
+  auto* to = cmd->add_option("--to", f->to, "end (default: now)")
+                 ->type_name("RFC3339")
+                 ->check(time_check());
+  cmd->add_flag("--json", f->json, "print the report as one JSON object");
+  on_run(*cmd, s, [&s, f, from, to] {
+    KeyService service(s.migrated_store(), s.config());
+    auto r = service.resolve(key_ref(f->ref));
+    if (!r) return fail(r.error());
+    UsageQuery q;
+    q.granularity = f->granularity;
+    if (*from) q.from = to_time(f->from);
+    if (*to) q.to = to_time(f->to);
+    auto report = usage_report(s.migrated_store(), r->id, q, now_millis());
+    if (!report) return fail(report.error());
+    const auto& j = *report;
+    if (f->json) {
+      std::cout << j.dump() << "\n";
+      return 0;
+    }
+    std::cout << "Usage of " << r->id << " (" << r->name << ") per " << f->granularity << ", "
+              << j["from"].get<std::string>() << " to " << j["to"].get<std::string>() << "\n\n";
+    std::vector<std::vector<std::string>> rows = {
+        {"PERIOD", "OK", "RATE_LIMITED", "DENIED", "UPSTREAM_ERROR", "TOTAL"}};
+    auto row = [](std::string label, const nlohmann::json& c) {
+      std::vector<std::string> out{std::move(label)};
+      for (const char* k : {"ok", "rate_limited", "denied", "upstream_error", "total"})
+        out.push_back(std::to_string(c[k].get<std::int64_t>()));
+      return out;
+    };
+    for (const auto& p : j["periods"])
+      if (p["total"].get<std::int64_t>() > 0) rows.push_back(row(p["start"].get<std::string>(), p));
+    rows.push_back(row("total", j["totals"]));
+    print_table(rows);
+    return 0;
+  });
+}
+
 }  // namespace
 
 void add_keys_commands(CLI::App& app, Session& s) {
@@ -336,6 +449,7 @@ void add_keys_commands(CLI::App& app, Session& s) {
   add_update(*keys, s);
   add_revoke(*keys, s);
   add_rotate(*keys, s);
+  add_usage(*keys, s);
   add_transfer_commands(*keys, s);
 }
 

@@ -71,6 +71,70 @@ std::expected<std::map<std::string, std::string>, Error> metadata_field(const js
   return out;
 }
 
+std::expected<std::optional<CreditsPatch>, Error> credits_field(const json& v) {
+  if (v.is_null()) return std::optional<CreditsPatch>{};
+  if (!v.is_object())
+    return std::unexpected(
+        validation_error("credits", "credits must be an object {remaining, refill} or null"));
+  CreditsPatch p;
+  for (const auto& [k, x] : v.items()) {
+    if (k == "remaining") {
+      if (!x.is_number_integer() || x.get<std::int64_t>() < 0)
+        return std::unexpected(validation_error(
+            "credits.remaining", "credits.remaining must be a non-negative integer"));
+      p.remaining = x.get<std::int64_t>();
+    } else if (k == "refill") {
+      if (x.is_null()) {
+        p.refill = std::optional<CreditRefill>{};
+        continue;
+      }
+      if (!x.is_object())
+        return std::unexpected(validation_error(
+            "credits.refill", "credits.refill must be an object {amount, interval} or null"));
+      CreditRefill f;
+      for (const auto& [rk, rv] : x.items()) {
+        if (rk == "amount") {
+          if (!rv.is_number_integer() || rv.get<std::int64_t>() < 1)
+            return std::unexpected(validation_error(
+                "credits.refill.amount", "credits.refill.amount must be a positive integer"));
+          f.amount = rv.get<std::int64_t>();
+        } else if (rk == "interval") {
+          auto d = rv.is_string() ? parse_duration(rv.get<std::string>())
+                                  : std::unexpected(std::string("not a string"));
+          if (!d)
+            return std::unexpected(validation_error(
+                "credits.refill.interval", "credits.refill.interval must be a duration like 30d"));
+          f.interval = *d;
+        } else {
+          return std::unexpected(
+              validation_error("credits.refill." + rk, "unknown field credits.refill." + rk));
+        }
+      }
+      if (!x.contains("amount") || !x.contains("interval"))
+        return std::unexpected(
+            validation_error("credits.refill", "credits.refill needs both amount and interval"));
+      p.refill = std::optional<CreditRefill>(f);
+    } else if (k != "next_refill_at") {
+      return std::unexpected(validation_error("credits." + k, "unknown field credits." + k));
+    }
+  }
+  return std::optional<CreditsPatch>(p);
+}
+
+std::expected<std::optional<Credits>, Error> new_credits(const std::optional<CreditsPatch>& p) {
+  if (!p) return std::optional<Credits>{};
+  Credits c;
+  if (p->refill) c.refill = *p->refill;
+  if (p->remaining)
+    c.remaining = *p->remaining;
+  else if (c.refill)
+    c.remaining = c.refill->amount;
+  else
+    return std::unexpected(validation_error(
+        "credits.remaining", "credits.remaining is required (or a refill to start from)"));
+  return std::optional<Credits>(c);
+}
+
 std::expected<std::optional<UnixMillis>, Error> time_field(const json& v, const std::string& f) {
   if (v.is_null()) return std::optional<UnixMillis>{};
   if (!v.is_string()) return std::unexpected(validation_error(f, f + " must be an RFC 3339 time"));
@@ -138,19 +202,27 @@ std::expected<KeySpec, Error> key_spec_from_json(const json& body, UnixMillis no
     if (!meta) return std::unexpected(meta.error());
     spec.metadata = *meta;
   }
+  if (body.contains("credits")) {
+    auto patch = credits_field(body["credits"]);
+    if (!patch) return std::unexpected(patch.error());
+    auto credits = new_credits(*patch);
+    if (!credits) return std::unexpected(credits.error());
+    spec.credits = *credits;
+  }
   return spec;
 }
 
 std::expected<KeyImport, Error> key_import_from_json(const json& line, UnixMillis now) {
   if (!line.is_object()) return std::unexpected(errors::bad_request("not a JSON object"));
-  if (auto e = check_fields(line, {// what to import
-                                   "key", "sha256", "prefix", "last4",
-                                   // the fields of keys create / POST /v1/api-keys
-                                   "name", "owner", "scopes", "plan", "rate", "expires_at",
-                                   "expires_in", "allowed_ips", "metadata",
-                                   // the rest of an exported key object
-                                   "enabled", "created_at", "id", "status", "revoked_at",
-                                   "last_used_at", "last_used_ip", "rotated_from", "created_by"}))
+  if (auto e = check_fields(
+          line, {// what to import
+                 "key", "sha256", "prefix", "last4",
+                 // the fields of keys create / POST /v1/api-keys
+                 "name", "owner", "scopes", "plan", "rate", "expires_at", "expires_in",
+                 "allowed_ips", "metadata", "credits",
+                 // the rest of an exported key object
+                 "enabled", "created_at", "id", "status", "revoked_at", "last_used_at",
+                 "last_used_ip", "rotated_from", "created_by", "rotated_at", "credits_key"}))
     return std::unexpected(*e);
   KeyImport out;
   // The CLI's own spelling of a rate ("600/1m") is accepted besides the object.

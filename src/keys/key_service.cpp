@@ -1,5 +1,6 @@
 #include "keygate/keys/key_service.hpp"
 
+#include <charconv>
 #include <ctime>
 #include <regex>
 #include <unordered_set>
@@ -8,6 +9,11 @@
 #include "keygate/keys/cidr.hpp"
 
 namespace keygate {
+
+namespace {
+constexpr Millis kMinRefillInterval{1000};
+constexpr Millis kMaxRefillInterval{3650LL * 24 * 3600 * 1000};
+}  // namespace
 
 Error validation_error(const std::string& field, const std::string& message) {
   Error e = errors::bad_request(message);
@@ -39,6 +45,22 @@ std::optional<Error> KeyService::validate(const KeySpec& s) const {
     return validation_error("expires_at", "expires_at must be in the future");
   for (const auto& ip : s.allowed_ips)
     if (auto c = parse_cidr(ip); !c) return validation_error("allowed_ips", c.error());
+  if (s.credits) {
+    if (s.credits->remaining < 0 || s.credits->remaining > kMaxCredits)
+      return validation_error("credits.remaining", "credits.remaining must be between 0 and " +
+                                                       std::to_string(kMaxCredits));
+    if (const auto& f = s.credits->refill) {
+      if (f->amount < 1 || f->amount > kMaxCredits)
+        return validation_error(
+            "credits.refill.amount",
+            "credits.refill.amount must be between 1 and " + std::to_string(kMaxCredits));
+      if (f->interval < kMinRefillInterval || f->interval > kMaxRefillInterval)
+        return validation_error("credits.refill.interval",
+                                "credits.refill.interval must be between " +
+                                    format_duration(kMinRefillInterval) + " and " +
+                                    format_duration(kMaxRefillInterval));
+    }
+  }
   if (s.metadata.size() > 64) return validation_error("metadata", "at most 64 metadata entries");
   for (const auto& [k, v] : s.metadata)
     if (k.empty() || k.size() > 64 || v.size() > 1024)
@@ -79,6 +101,11 @@ std::expected<IssuedKey, Error> KeyService::create(const KeySpec& spec, const st
   base.metadata = spec.metadata;
   base.created_by = actor;
   IssuedKey issued = issue(std::move(base));
+  if (spec.credits) {
+    issued.record.credits = *spec.credits;
+    issued.record.credits->refilled_at = issued.record.created_at;  // the refill grid starts here
+    issued.record.credits_version = 1;
+  }
   store_.transaction([&] {
     store_.insert_key(issued.record);
     store_.add_audit(
@@ -138,12 +165,35 @@ std::expected<IssuedKey, Error> KeyService::rotate(const std::string& ref, Milli
   return retry_on_conflict([&] { return rotate_once(ref, grace, actor); });
 }
 
+namespace {
+std::optional<Credits> patched_credits(const std::optional<Credits>& current,
+                                       const std::optional<CreditsPatch>& patch, UnixMillis now) {
+  if (!patch) return std::nullopt;
+  Credits c;
+  if (current) {  // as of now: a refill that is due counts
+    c = *current;
+    c.remaining = current->remaining_at(now);
+    c.refilled_at = current->last_refill(now);
+  }
+  if (patch->refill) {
+    c.refill = *patch->refill;
+    c.refilled_at = now;  // a new schedule starts now
+  }
+  if (patch->remaining)
+    c.remaining = *patch->remaining;
+  else if (!current)
+    c.remaining = c.refill ? c.refill->amount : 0;
+  return c;
+}
+}  // namespace
+
 std::expected<KeyRecord, Error> KeyService::update_once(const std::string& ref, const KeyPatch& p,
                                                         const std::string& actor) {
   auto found = resolve(ref);
   if (!found) return found;
   KeyRecord r = *found;
-  KeySpec check{r.name, r.owner, r.scopes, r.plan, r.rate, std::nullopt, r.allowed_ips, r.metadata};
+  KeySpec check{r.name,       r.owner,       r.scopes,   r.plan,   r.rate,
+                std::nullopt, r.allowed_ips, r.metadata, r.credits};
   nlohmann::json changed_fields = nlohmann::json::array();
   if (p.name) check.name = *p.name, changed_fields.push_back("name");
   if (p.scopes) check.scopes = *p.scopes, changed_fields.push_back("scopes");
@@ -153,6 +203,10 @@ std::expected<KeyRecord, Error> KeyService::update_once(const std::string& ref, 
   if (p.metadata) check.metadata = *p.metadata, changed_fields.push_back("metadata");
   if (p.expires_at) check.expires_at = *p.expires_at, changed_fields.push_back("expires_at");
   if (p.enabled) changed_fields.push_back("enabled");
+  if (p.credits) {
+    check.credits = patched_credits(r.credits, *p.credits, now_millis());
+    changed_fields.push_back("credits");
+  }
   if (auto err = validate(check)) return std::unexpected(*err);
   if (r.revoked_at)
     return std::unexpected(Error{409,
@@ -167,6 +221,10 @@ std::expected<KeyRecord, Error> KeyService::update_once(const std::string& ref, 
   r.rate = check.rate;
   r.allowed_ips = check.allowed_ips;
   r.metadata = check.metadata;
+  if (p.credits) {
+    r.credits = check.credits;
+    ++r.credits_version;  // a serving process adopts this balance
+  }
   if (p.expires_at) r.expires_at = *p.expires_at;
   if (p.enabled) r.enabled = *p.enabled;
   store_.transaction([&] {
@@ -210,7 +268,22 @@ std::expected<IssuedKey, Error> KeyService::rotate_once(const std::string& ref, 
   KeyRecord base = old;
   base.rotated_from = old.id;
   base.created_by = actor;
+  base.rotated_at.reset();
   IssuedKey issued = issue(std::move(base));
+  // The credits move to the replacement (balance as of now, same refill grid);
+  // during the grace the old key spends the replacement's, so the two never
+  // hold the same credits twice.
+  if (old.credits) {
+    Credits moved = *old.credits;
+    moved.remaining = old.credits->remaining_at(now);
+    moved.refilled_at = old.credits->last_refill(now);
+    issued.record.credits = moved;
+    issued.record.credits_version = 1;
+    old.credits.reset();
+    ++old.credits_version;
+    old.credits_key = issued.record.id;
+  }
+  old.rotated_at = now;  // deprecated from now (the Deprecation header)
   // The old key works until the grace ends, then answers 401 expired.
   if (grace.count() > 0) {
     UnixMillis until = now + grace.count();
@@ -226,8 +299,9 @@ std::expected<IssuedKey, Error> KeyService::rotate_once(const std::string& ref, 
          nlohmann::json{{"new_key_id", issued.record.id}, {"grace", format_duration(grace)}}
              .dump()});
   });
-  changed(old);
+  // The replacement first: the old key's credits point at it.
   changed(issued.record);
+  changed(old);
   return issued;
 }
 
@@ -342,6 +416,11 @@ std::expected<std::vector<KeyRecord>, std::vector<ImportProblem>> KeyService::ch
     r.enabled = in.enabled;
     r.created_at = in.created_at.value_or(now);
     r.created_by = actor;
+    if (in.spec.credits) {
+      r.credits = in.spec.credits;
+      r.credits->refilled_at = now;  // the refill grid starts with the import
+      r.credits_version = 1;
+    }
     records.push_back(std::move(r));
   }
   if (!problems.empty()) return std::unexpected(std::move(problems));
@@ -385,6 +464,32 @@ nlohmann::json rate_to_json(const std::optional<Rate>& r) {
   return j;
 }
 
+nlohmann::json credits_to_json(const std::optional<Credits>& c, UnixMillis now) {
+  if (!c) return nullptr;
+  nlohmann::json j = {
+      {"remaining", c->remaining_at(now)}, {"refill", nullptr}, {"next_refill_at", nullptr}};
+  if (c->refill) {
+    j["refill"] = {{"amount", c->refill->amount},
+                   {"interval", format_duration(c->refill->interval)}};
+    j["next_refill_at"] = format_time(c->next_refill(now));
+  }
+  return j;
+}
+
+std::expected<CreditRefill, std::string> parse_refill(std::string_view text) {
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos)
+    return std::unexpected("expected AMOUNT/INTERVAL, e.g. 1000/30d");
+  std::int64_t amount = 0;
+  auto digits = text.substr(0, slash);
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), amount);
+  if (ec != std::errc{} || end != digits.data() + digits.size() || amount < 1)
+    return std::unexpected("AMOUNT must be a positive integer, e.g. 1000/30d");
+  auto interval = parse_duration(text.substr(slash + 1));
+  if (!interval) return std::unexpected("INTERVAL: " + interval.error());
+  return CreditRefill{amount, *interval};
+}
+
 nlohmann::json key_to_json(const KeyRecord& r, UnixMillis now, const std::string* secret) {
   auto opt_time = [](const std::optional<UnixMillis>& t) {
     return t ? nlohmann::json(format_time(*t)) : nlohmann::json(nullptr);
@@ -410,6 +515,9 @@ nlohmann::json key_to_json(const KeyRecord& r, UnixMillis now, const std::string
                       {"last_used_at", opt_time(r.last_used_at)},
                       {"last_used_ip", opt_str(r.last_used_ip)},
                       {"rotated_from", opt_str(r.rotated_from)},
+                      {"rotated_at", opt_time(r.rotated_at)},
+                      {"credits", credits_to_json(r.credits, now)},
+                      {"credits_key", opt_str(r.credits_key)},
                       {"created_by", opt_str(r.created_by)}};
   if (secret) j["key"] = *secret;
   return j;

@@ -25,6 +25,12 @@ std::expected<std::vector<std::string>, Error> string_list(const nlohmann::json&
 // {"requests": N, "period": "1m", "burst": N} or null (no per-key rate).
 std::expected<std::optional<Rate>, Error> rate_field(const nlohmann::json& v);
 std::expected<std::map<std::string, std::string>, Error> metadata_field(const nlohmann::json& v);
+// {"remaining": N, "refill": {"amount": A, "interval": "30d"} | null} or null
+// (no credits); fields left out are kept by a PATCH. `next_refill_at` (in key
+// objects) is accepted and ignored, so a key object can be sent back.
+std::expected<std::optional<CreditsPatch>, Error> credits_field(const nlohmann::json& v);
+// The credits of a new key: remaining defaults to the refill amount.
+std::expected<std::optional<Credits>, Error> new_credits(const std::optional<CreditsPatch>& p);
 // An RFC 3339 string or null.
 std::expected<std::optional<UnixMillis>, Error> time_field(const nlohmann::json& v,
                                                            const std::string& field);

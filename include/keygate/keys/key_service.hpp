@@ -28,6 +28,16 @@ struct KeySpec {
   std::optional<UnixMillis> expires_at;
   std::vector<std::string> allowed_ips;
   std::map<std::string, std::string> metadata;
+  std::optional<Credits> credits;  // remaining and refill (the grid starts at creation)
+};
+
+// A change of a key's credits: what is given is set, the rest kept. Setting
+// either moves credits_version, so a serving process adopts the stored
+// balance. A new refill starts its grid now; credits given to a key without
+// any start at `remaining`, else full (the refill amount).
+struct CreditsPatch {
+  std::optional<std::int64_t> remaining;
+  std::optional<std::optional<CreditRefill>> refill;  // set to nullopt: no refill
 };
 
 struct KeyPatch {
@@ -39,6 +49,7 @@ struct KeyPatch {
   std::optional<std::optional<UnixMillis>> expires_at;
   std::optional<std::vector<std::string>> allowed_ips;
   std::optional<std::map<std::string, std::string>> metadata;
+  std::optional<std::optional<CreditsPatch>> credits;  // set to nullopt: no credits
 };
 
 // A key an API already issued (`keys import`): its plaintext or the SHA-256 of
@@ -112,6 +123,10 @@ Error validation_error(const std::string& field, const std::string& message);
 // The key object of SPEC §4 (never the hash; `key` only when given).
 nlohmann::json key_to_json(const KeyRecord& r, UnixMillis now, const std::string* secret = nullptr);
 nlohmann::json rate_to_json(const std::optional<Rate>& r);
+// {"remaining", "refill": {"amount", "interval"} | null, "next_refill_at"} or null, as of `now`.
+nlohmann::json credits_to_json(const std::optional<Credits>& c, UnixMillis now);
+// "1000/30d": AMOUNT/INTERVAL (the CLI's --refill).
+std::expected<CreditRefill, std::string> parse_refill(std::string_view text);
 // An audit event as GET /v1/audit-events and `keygate audit list --json` show it.
 nlohmann::json audit_to_json(const AuditEvent& e);
 
