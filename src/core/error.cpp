@@ -40,6 +40,23 @@ Error rate_limited(std::int64_t retry_after_seconds) {
                nlohmann::json{{"retry_after_seconds", retry_after_seconds}},
                retry_after_seconds};
 }
+Error credits_exhausted(std::int64_t cost, std::int64_t remaining,
+                        std::optional<std::int64_t> refill_in_seconds) {
+  Error e{429,
+          "RATE_LIMIT_ERROR",
+          "credits",
+          "This API key has no credits left for this request (it costs " + std::to_string(cost) +
+              ", " + std::to_string(remaining) + " left).",
+          nlohmann::json{{"cost", cost}, {"credits_remaining", remaining}},
+          refill_in_seconds};
+  if (refill_in_seconds) {
+    e.message += " Credits refill in " + std::to_string(*refill_in_seconds) + " seconds.";
+    e.details["retry_after_seconds"] = *refill_in_seconds;
+  } else {
+    e.message += " Ask for more credits.";
+  }
+  return e;
+}
 Error upstream_error(std::string message) {
   return Error{502, "UPSTREAM_ERROR", "upstream", std::move(message), nlohmann::json::object(), {}};
 }

@@ -98,6 +98,7 @@ void access(const AccessRecord& r) {
         {"upstream_ms", r.upstream_ms < 0
                             ? nlohmann::json(nullptr)
                             : nlohmann::json(std::round(r.upstream_ms * 1000) / 1000)}};
+    if (r.deprecated) j["deprecated"] = true;
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
     char buf[64];
@@ -105,7 +106,8 @@ void access(const AccessRecord& r) {
     line = now_iso() + " " + std::string(r.client_ip) + " " + std::string(r.method) + " " +
            std::string(r.path) + " " + std::to_string(r.status) + " " +
            (r.reason.empty() ? "-" : std::string(r.reason)) + " " +
-           (r.key_id.empty() ? "-" : std::string(r.key_id)) + " " + std::string(r.request_id) + buf;
+           (r.key_id.empty() ? "-" : std::string(r.key_id)) + " " + std::string(r.request_id) +
+           buf + (r.deprecated ? " deprecated" : "");
   }
   access_logger()->info("{}", line);
 }

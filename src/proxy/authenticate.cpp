@@ -15,6 +15,7 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
   bool found = index.visit(h, [&](const AuthKey& k) {
     ctx.key = k;
     ctx.usage_due = k.claim_usage_report(now, kUsageReportInterval);  // on the indexed record
+    ctx.meter = &index.meter(k);  // usage counts refusals of a known key too
   });
   if (!found) return errors::auth("invalid", "Invalid or revoked API key");
 
@@ -30,6 +31,8 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
     ctx.key.reset();  // not authenticated: no identity, no rate-limit headers
     return err;
   }
+  // Rotated with a grace period: the key works, and its answers say until when.
+  ctx.deprecated = k.rotated_at() != 0;
   // Resolved once here; the 403s below, the plan gate and the rate limit reuse it.
   ctx.policy = resolve_policy(k, rt.config);
   ctx.plan = ctx.policy.plan->name;

@@ -42,7 +42,7 @@ Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
   if (ctx.route && ctx.route->auth_none) return {Verdict{true}};
 
   if (auto e = extract_credential(req, rt_.config.auth, ctx)) return {reply(*e, ctx)};
-  UnixMillis now = now_millis();
+  UnixMillis now = ctx.now = now_millis();
   if (auto e = authenticate(rt_, index_, ctx, now)) {
     Admission refused{reply(*e, ctx)};
     // A 403 goes to an authenticated key: it still gets its rate-limit headers.
@@ -50,8 +50,18 @@ Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
     return refused;
   }
   if (usage_ && ctx.usage_due) usage_->record({std::string(ctx.key->id()), now, ctx.client_ip});
-  if (!ctx.policy.rate) return {Verdict{true}};  // unlimited plan: nothing to ask
-  return {Verdict{true}, RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), true}};
+  ctx.cost = ctx.route ? ctx.route->cost : 1;
+  // No credits for this request: refused before the rate limit takes a token.
+  if (auto e = check_credits(ctx)) {
+    Admission refused{reply(*e, ctx)};
+    refused.rate = RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), false};
+    return refused;
+  }
+  if (!ctx.policy.rate) {  // unlimited plan: nothing to ask
+    if (auto e = spend_credits(ctx)) return {reply(*e, ctx)};
+    return {Verdict{true}};
+  }
+  return {Verdict{true}, RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), true, ctx.cost}};
 }
 
 Verdict Pipeline::apply_rate(const RateOutcome& outcome, Context& ctx, Verdict admitted) const {
@@ -63,6 +73,7 @@ Verdict Pipeline::apply_rate(const RateOutcome& outcome, Context& ctx, Verdict a
                  ctx);
   }
   if (auto e = rate_limited_error(ctx)) return reply(*e, ctx);
+  if (auto e = spend_credits(ctx)) return reply(*e, ctx);  // a race lost since check_credits
   return admitted;
 }
 

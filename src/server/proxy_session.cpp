@@ -210,6 +210,7 @@ class ProxySession {
     res.set("X-Request-Id", ctx.request_id);
     if (v.www_authenticate) res.set(http::field::www_authenticate, "Bearer realm=\"keygate\"");
     add_rate_limit_headers(cfg.rate_limit, ctx, res, epoch_seconds());
+    add_key_lifecycle_headers(ctx, res);
     res.body() = v.body;
     res.keep_alive(keep_alive);
     res.prepare_payload();
@@ -350,6 +351,7 @@ class ProxySession {
     remove_hop_by_hop(res);
     res.set("X-Request-Id", ctx.request_id);
     add_rate_limit_headers(cfg.rate_limit, ctx, res, epoch_seconds());
+    add_key_lifecycle_headers(ctx, res);
     const bool no_body = head || o.status == 204 || o.status == 304 || o.status < 200;
     if (!no_body && !res.chunked() && !res.has_content_length()) {
       if (client_version >= 11)
@@ -490,11 +492,12 @@ class ProxySession {
     double ms = ms_since(start);
     svc_.metrics.count_request(o.status, ctx.reason);
     svc_.metrics.request_seconds.observe(ms / 1000);
+    meter_request(ctx, o.status);
     if (!log::access_enabled()) return;
     log::access({ctx.request_id, client_ip_, method, path, ctx.reason,
                  ctx.key ? ctx.key->id() : std::string_view{},
                  ctx.key ? ctx.key->owner() : std::string_view{}, o.status, o.bytes_in, o.bytes_out,
-                 ms, o.upstream_ms});
+                 ms, o.upstream_ms, ctx.deprecated});
   }
 
   Stream stream_;

@@ -28,6 +28,9 @@ Error not_found(std::string message);
 Error payload_too_large(std::uint64_t limit);
 Error headers_too_large(std::uint64_t limit);
 Error rate_limited(std::int64_t retry_after_seconds);
+// 429 reason "credits": the key's credits cannot pay for the request.
+Error credits_exhausted(std::int64_t cost, std::int64_t remaining,
+                        std::optional<std::int64_t> refill_in_seconds);
 Error upstream_error(std::string message);
 Error upstream_timeout();
 Error unavailable(std::string_view reason, std::string message);

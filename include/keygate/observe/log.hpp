@@ -34,6 +34,7 @@ struct AccessRecord {
   std::uint64_t bytes_in = 0, bytes_out = 0;
   double duration_ms = 0;
   double upstream_ms = -1;  // < 0: not forwarded
+  bool deprecated = false;  // the key is in a rotation's grace period (SPEC §11)
 };
 void access(const AccessRecord& r);
 bool access_enabled();

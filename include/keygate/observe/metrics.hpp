@@ -26,7 +26,7 @@ class Histogram {
 class Metrics {
  public:
   // Reasons known to the counters; anything else is counted as "other".
-  static constexpr std::array<std::string_view, 20> kReasons = {
+  static constexpr std::array<std::string_view, 21> kReasons = {
       "none",           "missing",
       "malformed",      "invalid",
       "revoked",        "disabled",
@@ -36,7 +36,8 @@ class Metrics {
       "upstream",       "upstream_timeout",
       "body_too_large", "headers_too_large",
       "bad_request",    "draining",
-      "unavailable",    "other"};
+      "unavailable",    "credits",
+      "other"};
   static constexpr std::array<std::string_view, 5> kUpstreamKinds = {"connect", "timeout", "reset",
                                                                      "protocol", "tls"};
 

@@ -45,6 +45,13 @@ struct Context {
   std::optional<Decision> rate;  // set once rate-limited
   std::string reason;            // for the access log and metrics
   bool usage_due = false;        // this request should report last-used
+  // Key lifecycle (SPEC §11):
+  UnixMillis now = 0;                            // wall time the pipeline decided at
+  KeyMeter* meter = nullptr;                     // the key's, once identified (valid or not)
+  KeyMeter* payer = nullptr;                     // whose credits it spends, if any
+  std::uint32_t cost = 1;                        // the route's cost
+  std::optional<CreditAccount::Answer> credits;  // the key's credits after this request
+  bool deprecated = false;                       // in a rotation's grace period
 };
 
 }  // namespace keygate

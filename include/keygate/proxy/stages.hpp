@@ -53,4 +53,20 @@ std::optional<Error> rate_limited_error(const Context& ctx);
 void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Fields& out,
                             std::int64_t now_epoch_seconds);
 
+// credits (SPEC §11): 429 reason "credits" when the key's credits (its own, or
+// its replacement's after a rotation) cannot pay the route's cost. check_credits
+// only looks (before the rate limit: a key without credits takes no token);
+// spend_credits takes them (after it). Both leave the balance in ctx.credits.
+std::optional<Error> check_credits(Context& ctx);
+std::optional<Error> spend_credits(Context& ctx);
+
+// Response headers of the key's lifecycle: X-Credits-Remaining (and Retry-After
+// at the next refill on a credits refusal); Deprecation and Sunset during a
+// rotation's grace period.
+void add_key_lifecycle_headers(const Context& ctx, Fields& out);
+
+// After the response: the request counts in its key's usage (by hour and outcome).
+UsageOutcome usage_outcome(const Context& ctx, int status);
+void meter_request(const Context& ctx, int status);
+
 }  // namespace keygate
