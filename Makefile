@@ -4,7 +4,7 @@ CONFIG     ?= config/keygate.yaml
 CMAKE_ARGS ?=
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build run test bench fuzz format clean mutate
+.PHONY: all deps build run test bench fuzz format clean mutate soak chaos
 
 all: build
 
@@ -43,3 +43,14 @@ clean:
 # Seeds each fault of tests/mutate/faults.txt into a copy of the tree and runs the suite (slow; not CI).
 mutate:
 	python3 tests/mutate/run.py
+
+# Reliability (README "Reliability"): the long versions of test_reliability.
+# soak: mixed traffic at ~80% of the measured maximum for SOAK_SECONDS (600).
+soak: build
+	@bash scripts/install-deps.sh --bench
+	KEYGATE_BIN=$(abspath $(BUILD))/keygate python3 tests/reliability/soak.py
+
+# chaos: 1,000 key writes under kill -9, upstream chaos, floods (CHAOS_ONLY=crash|upstream|floods).
+chaos: build
+	@bash scripts/install-deps.sh --bench
+	KEYGATE_BIN=$(abspath $(BUILD))/keygate python3 tests/reliability/chaos.py

@@ -16,6 +16,7 @@ Paths (any method):
 `poison_sent` is set once the stray bytes of /head-body or /extra went out.
 """
 import queue
+import random
 import socket
 import struct
 import threading
@@ -162,3 +163,98 @@ class RogueUpstream:
             return self._acks.get(timeout=timeout) == what
         except queue.Empty:
             return False
+
+
+class ChaosUpstream:
+    """An upstream that misbehaves at random (seeded), for the reliability
+    workloads. A request for /tag/T is answered by one of BEHAVIOURS:
+      ok        200, body body_for(T), keep-alive
+      slow      the same after 50-300 ms
+      reset     TCP reset before a byte is sent
+      stall     nothing until the gateway gives up (its upstream.timeout)
+      garbage   random bytes that are not HTTP, then close
+      cut       the head and half the body, then close (FIN)
+      cut_reset the head and half the body, then a TCP reset
+    `seen[T]` lists the behaviours used for T (more than one if the gateway
+    retried it). Handler threads are bounded by `hold_limit` seconds."""
+
+    BEHAVIOURS = ("ok", "slow", "reset", "stall", "garbage", "cut", "cut_reset")
+
+    def __init__(self, seed, weights=(40, 15, 10, 5, 10, 10, 10), hold_limit=30):
+        self.rng = random.Random(seed)
+        self.weights = weights
+        self.hold_limit = hold_limit
+        self.seen = {}
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @staticmethod
+    def body_for(tag):
+        return (tag + ";").encode() * 40
+
+    def close(self):
+        self.closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _pick(self, tag):
+        with self.lock:
+            b = self.rng.choices(self.BEHAVIOURS, self.weights)[0]
+            self.seen.setdefault(tag, []).append(b)
+            garbage = bytes(self.rng.getrandbits(8) for _ in range(64))
+            delay = 0.05 + self.rng.random() * 0.25
+        return b, garbage, delay
+
+    def _serve(self, conn):
+        conn.settimeout(self.hold_limit)
+        pending = b""
+        try:
+            while not self.closing:
+                req, pending = RogueUpstream._read_request(conn, pending)
+                if req is None:
+                    return
+                target = req[1]
+                tag = target[len("/tag/"):] if target.startswith("/tag/") else target
+                b, garbage, delay = self._pick(tag)
+                body = self.body_for(tag)
+                head = b"HTTP/1.1 200 OK\r\nX-Tag: %s\r\nContent-Length: %d\r\n\r\n" % (
+                    tag.encode(), len(body))
+                if b == "slow":
+                    time.sleep(delay)
+                if b in ("ok", "slow"):
+                    conn.sendall(head + body)
+                    continue
+                if b == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                elif b == "stall":
+                    while conn.recv(65536):  # until the gateway closes (or hold_limit)
+                        pass
+                elif b == "garbage":
+                    conn.sendall(garbage)
+                else:
+                    conn.sendall(head + body[: len(body) // 2])
+                    if b == "cut_reset":
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
