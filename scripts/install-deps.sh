@@ -11,7 +11,8 @@ build_pkgs=(cmake ninja-build g++ make libboost1.81-dev nlohmann-json3-dev libsp
   libpq-dev postgresql  # postgresql: the integration tests start a real server
   libboost-url1.81-dev libhiredis-dev redis-server  # redis-server: likewise
   systemd  # systemd-analyze verifies deploy/keygate.service
-  nginx)  # nginx: the real upstream of the security integration tests
+  nginx  # nginx: the real upstream of the security integration tests
+  strace)  # strace: test_reliability counts the relay's read calls
 runtime_pkgs=(libyaml-cpp0.7 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 libpq5 ca-certificates curl
   libboost-url1.81.0 libhiredis0.14)
 bench_pkgs=(wrk nginx haproxy)

@@ -405,6 +405,9 @@ class ProxySession {
     auto& body = parser.get().body();
     RelayResult r;
     bool head_pending = true;
+    // Beast reads at most the buffer's spare capacity (512 bytes after a small
+    // head): without this a 1 MB body took 2,048 reads and 2,048 writes.
+    from_buffer.reserve(ChunkPool::kChunk);
     if (!parser.is_done() && from_buffer.size() == 0 && !from.tls_buffered()) {
       bool readable = false;
       if (head_hold.count() > 0) readable = co_await wait_readable(from, head_hold);
