@@ -1,6 +1,8 @@
 #include "keygate/server/gateway.hpp"
 
+#include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <functional>
 #include <thread>
 
@@ -41,12 +43,36 @@ std::unique_ptr<tcp::acceptor> open_acceptor(asio::io_context& ioc, const tcp::e
   return a;
 }
 
+// Out of descriptors, accept fails again after every 50 ms back-off: one line
+// per failure flooded the log (~40 lines/s with two threads). The first failure
+// is logged, then at most one line per 5 s with the count since the last line.
+class AcceptFailureLog {
+ public:
+  explicit AcceptFailureLog(std::string_view msg) : msg_(msg) {}
+  void failed(const boost::system::error_code& ec) {
+    ++failures_;
+    auto now = std::chrono::steady_clock::now();
+    if (logged_ && now - last_ < std::chrono::seconds(5)) return;
+    log::warn(msg_, {{"error", ec.message()}, {"failures", failures_}});
+    failures_ = 0;
+    last_ = now;
+    logged_ = true;
+  }
+
+ private:
+  std::string_view msg_;
+  std::uint64_t failures_ = 0;
+  bool logged_ = false;
+  std::chrono::steady_clock::time_point last_;
+};
+
 awaitable<void> accept_proxy(tcp::acceptor& acceptor, Worker& w, Services& svc) {
+  AcceptFailureLog failures("accept failed");
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (ec) {
       if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
-      log::warn("accept failed", {{"error", ec.message()}});
+      failures.failed(ec);
       asio::steady_timer t(w.ioc, std::chrono::milliseconds(50));  // e.g. out of descriptors
       co_await t.async_wait(use_tuple);
       continue;
@@ -63,11 +89,12 @@ awaitable<void> accept_proxy(tcp::acceptor& acceptor, Worker& w, Services& svc) 
 
 awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const Metrics& metrics,
                              const GatewayState& state) {
+  AcceptFailureLog failures("admin accept failed");
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (ec) {
       if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
-      log::warn("admin accept failed", {{"error", ec.message()}});
+      failures.failed(ec);
       // Out of descriptors (EMFILE) fails again at once: back off, don't spin.
       asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
       co_await t.async_wait(use_tuple);

@@ -591,6 +591,7 @@ def floods(upstream_port, idle=1000, slowloris=200, unknown=4000, nofile=64, log
             figures["fd_exhaustion"] = {"skipped": "sanitizers need free descriptors"}
             return figures, problems
         key = g.create_key("--name", "probe", "--rate", "1000000/s")["key"]
+        flood_start = time.monotonic()
         socks = _open_idle(g.port, nofile * 2)  # the rest wait in the backlog
         exhausted = wait_until(lambda: fd_count(pid) >= nofile - 1, timeout=10)
         cpu = _cpu_window(pid)
@@ -603,7 +604,16 @@ def floods(upstream_port, idle=1000, slowloris=200, unknown=4000, nofile=64, log
         r = probe.finish()
         for s in socks:
             s.close()
+        # Each failing accept used to log a line (every 50 ms back-off, per thread):
+        # now the first, then one per 5 s per acceptor.
+        flood_seconds = time.monotonic() - flood_start
+        lines = sum(1 for e in g.log_events() if e.get("msg") == "accept failed")
+        most = g.config.get("threads", 2) * (1 + flood_seconds / 5) + 1
+        if lines > most:
+            problems.append(f"fd exhaustion: {lines} 'accept failed' lines in "
+                            f"{flood_seconds:.0f} s (at most {most:.0f} expected)")
         figures["fd_exhaustion"] = {"nofile": nofile, "connections": len(socks),
+                                    "accept_failed_lines": lines,
                                     "answered_502_503": sum(f in (502, 503) for f in probe.failures),
                                     "exhausted": exhausted, "cpu_share": round(cpu, 3),
                                     "first_valid_served_after_s": round(first, 1), **r}
