@@ -329,11 +329,9 @@ def upstream_chaos(seed, clients, requests_per_client, seconds=600, log=print, s
                        for i in range(clients)]
             for t in threads:
                 t.start()
-            while any(t.is_alive() for t in threads):
+            while any(t.is_alive() for t in threads) and time.monotonic() < deadline + 60:
                 rows.append((round(time.monotonic() - t0, 1), fd_count(pid), rss_kib(pid)))
-                threads[0].join(timeout=1.0)
-                for t in threads:
-                    t.join(timeout=0.01)
+                time.sleep(1.0)  # the sampling interval
             for t in threads:
                 t.join(timeout=60)
             if not g.running():
