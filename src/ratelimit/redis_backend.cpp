@@ -4,6 +4,7 @@
 
 #include <array>
 #include <charconv>
+#include <span>
 
 #include <boost/asio/post.hpp>
 
@@ -18,20 +19,34 @@ namespace {
 
 constexpr std::string_view kKeyBuckets = "keygate:rl:k:";
 constexpr std::string_view kOwnerBuckets = "keygate:rl:o:";
+constexpr std::string_view kCredits = "keygate:credits:";
 
-std::optional<Decision> parse_decision(const redisReply* r, const BucketShape& shape) {
-  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4) return std::nullopt;
-  for (size_t i = 0; i < 4; ++i)
-    if (r->element[i]->type != REDIS_REPLY_INTEGER || r->element[i]->integer < 0)
+// The script's answer: the decision (none without a bucket) and the credits.
+struct Reply {
+  std::optional<Decision> decision;
+  std::optional<CreditOutcome> credits;
+};
+
+std::optional<Reply> parse_reply(const redisReply* r, const std::optional<BucketShape>& shape) {
+  if (!r || r->type != REDIS_REPLY_ARRAY || (r->elements != 5 && r->elements != 7))
+    return std::nullopt;
+  for (size_t i = 0; i < r->elements; ++i)
+    if (r->element[i]->type != REDIS_REPLY_INTEGER || (i < 4 && r->element[i]->integer < 0))
       return std::nullopt;
+  Reply out;
+  if (r->element[4]->integer >= 0 && r->elements == 7)
+    out.credits =
+        CreditOutcome{r->element[4]->integer != 0, r->element[5]->integer, r->element[6]->integer};
+  if (!shape) return out;
   Decision d;
   d.allowed = r->element[0]->integer != 0;
   d.remaining = static_cast<std::uint64_t>(r->element[1]->integer);
   d.reset_ns = r->element[2]->integer;
   d.retry_ns = r->element[3]->integer;
-  d.limit = shape.capacity;
-  d.window_ns = shape.window_ns;
-  return d;
+  d.limit = shape->capacity;
+  d.window_ns = shape->window_ns;
+  out.decision = d;
+  return out;
 }
 
 bool is_noscript(const redisReply* r) {
@@ -51,7 +66,9 @@ struct RedisBackend::Op {
   std::string bucket;
   size_t id_at = 0;  // the key id or owner inside `bucket`
   RatePolicy policy;
-  BucketShape shape;
+  std::optional<BucketShape> shape;  // none: unlimited, only credits asked
+  std::optional<CreditQuery> credits;
+  std::string credits_key;  // credits->key_id points into it
   bool consume = true;
   std::uint32_t cost = 1;  // tokens a consuming decision takes
   bool retried = false;    // after NOSCRIPT, once
@@ -101,6 +118,12 @@ bool RedisBackend::connected() const {
   return conn_->ready();
 }
 
+std::string RedisBackend::credits_name(std::string_view key_id) {
+  std::string name(kCredits);
+  name += key_id;
+  return name;
+}
+
 std::string RedisBackend::bucket_name(bool by_owner, std::string_view id) {
   std::string name(by_owner ? kOwnerBuckets : kKeyBuckets);
   name += id;
@@ -123,14 +146,16 @@ RedisBackend::Stats RedisBackend::stats() const {
 }
 
 std::optional<RateOutcome> RedisBackend::try_decide(const RateQuery& q) {
-  if (!q.policy.rate) return RateOutcome{};
-  const BucketShape shape = BucketShape::of(*q.policy.rate);
-  scratch_.assign(q.policy.by_owner ? kOwnerBuckets : kKeyBuckets);
-  scratch_ += q.policy.by_owner ? q.owner : q.key_id;
+  if (!q.policy.rate && !q.credits) return RateOutcome{};
   const std::int64_t now = clock_.now_ns();
-  if (auto d = cache_.check(scratch_, shape, now, q.consume)) {
-    count(counters_.cache_denials);
-    return RateOutcome{d, false, RateOutcome::Source::cache};
+  if (q.policy.rate) {
+    const BucketShape shape = BucketShape::of(*q.policy.rate);
+    scratch_.assign(q.policy.by_owner ? kOwnerBuckets : kKeyBuckets);
+    scratch_ += q.policy.by_owner ? q.owner : q.key_id;
+    if (auto d = cache_.check(scratch_, shape, now, q.consume)) {
+      count(counters_.cache_denials);
+      return RateOutcome{d, false, RateOutcome::Source::cache};
+    }
   }
   // Not connected, or the breaker is open: no waiting for a timeout.
   const bool go = conn_->ready() && breaker_.allow(now);
@@ -144,22 +169,27 @@ std::optional<RateOutcome> RedisBackend::try_decide(const RateQuery& q) {
 
 void RedisBackend::start_decide(const RateQuery& q, Handler h, asio::any_io_executor ex) {
   std::string_view id = q.policy.by_owner ? q.owner : q.key_id;
-  if (!q.policy.rate || !conn_->ready()) {  // try_decide would have answered
+  const bool asked = q.policy.rate || q.credits;
+  if (!asked || !conn_->ready()) {  // try_decide would have answered
     // A probe the breaker granted but that cannot go: it failed.
     if (breaker_.state() == CircuitBreaker::State::half_open) {
       breaker_.failure(clock_.now_ns());
       breaker_moved();
     }
-    if (q.policy.rate) count(counters_.fallbacks);
-    complete(std::move(h), ex,
-             q.policy.rate ? fallback(q.policy, id, q.consume, q.cost) : RateOutcome{});
+    if (asked) count(counters_.fallbacks);
+    complete(std::move(h), ex, asked ? fallback(q.policy, id, q.consume, q.cost) : RateOutcome{});
     return;
   }
   auto op = std::make_unique<Op>(std::move(h), std::move(ex));
   op->bucket = bucket_name(q.policy.by_owner, id);
   op->id_at = op->bucket.size() - id.size();
   op->policy = q.policy;
-  op->shape = BucketShape::of(*q.policy.rate);
+  if (q.policy.rate) op->shape = BucketShape::of(*q.policy.rate);
+  if (q.credits) {
+    op->credits_key = credits_name(q.credits->key_id);
+    op->credits = q.credits;
+    op->credits->key_id = std::string_view(op->credits_key).substr(kCredits.size());
+  }
   op->consume = q.consume;
   op->cost = q.cost;
   send(std::move(op));
@@ -167,24 +197,34 @@ void RedisBackend::start_decide(const RateQuery& q, Handler h, asio::any_io_exec
 
 void RedisBackend::send(std::unique_ptr<Op> op) {
   op->sent_ns = clock_.now_ns();
-  std::array<char, 24> interval{}, capacity{};
-  auto ie =
-      std::to_chars(interval.data(), interval.data() + interval.size(), op->shape.interval_ns);
-  auto ce = std::to_chars(capacity.data(), capacity.data() + capacity.size(), op->shape.capacity);
-  std::array<char, 12> take{};
-  auto te = std::to_chars(take.data(), take.data() + take.size(), op->consume ? op->cost : 0u);
-  const std::array<std::string_view, 7> argv = {
+  // Numbers as text, in buffers that live until conn_->send has copied them.
+  std::array<std::array<char, 24>, 9> num{};
+  size_t used = 0;
+  auto text = [&](std::int64_t v) {
+    auto& b = num[used++];
+    auto e = std::to_chars(b.data(), b.data() + b.size(), v);
+    return std::string_view(b.data(), static_cast<size_t>(e.ptr - b.data()));
+  };
+  std::array<std::string_view, 14> argv = {
       "EVALSHA",
       redis::gcra_script_sha1(),
-      "1",
+      "2",
       op->bucket,
-      std::string_view(interval.data(), static_cast<size_t>(ie.ptr - interval.data())),
-      std::string_view(capacity.data(), static_cast<size_t>(ce.ptr - capacity.data())),
-      std::string_view(take.data(), static_cast<size_t>(te.ptr - take.data()))};
+      op->credits ? std::string_view(op->credits_key) : std::string_view(op->bucket),
+      text(op->shape ? op->shape->interval_ns : 0),
+      text(op->shape ? static_cast<std::int64_t>(op->shape->capacity) : 0),
+      text(op->consume ? op->cost : 0u)};
+  size_t argc = 8;
+  if (const auto& c = op->credits) {
+    for (std::int64_t v :
+         {c->cost, c->balance, c->version, c->refilled_at, c->refill_amount, c->refill_interval_ms})
+      argv[argc++] = text(v);
+  }
   count(counters_.round_trips);
   // (The Op stays where it is when the pointer moves into the handler.)
   conn_->send(
-      argv, [this, op = std::move(op)](const redisReply* r) mutable { finish(std::move(op), r); });
+      std::span<const std::string_view>(argv.data(), argc),
+      [this, op = std::move(op)](const redisReply* r) mutable { finish(std::move(op), r); });
 }
 
 void RedisBackend::finish(std::unique_ptr<Op> op, const void* reply) {
@@ -202,7 +242,7 @@ void RedisBackend::finish(std::unique_ptr<Op> op, const void* reply) {
     send(std::move(op));
     return;
   }
-  auto d = parse_decision(r, op->shape);
+  auto d = parse_reply(r, op->shape);
   if (!d) {
     count(counters_.failures);
     const auto opened = breaker_.times_opened();
@@ -216,14 +256,22 @@ void RedisBackend::finish(std::unique_ptr<Op> op, const void* reply) {
   breaker_.success();
   breaker_moved();
   count(counters_.shared);
-  cache_.note(op->bucket, op->shape, *d, op->sent_ns);
-  complete(std::move(op->handler), op->ex, RateOutcome{d, false, RateOutcome::Source::shared});
+  // (A refusal for credits only looked at the bucket: nothing to cache.)
+  if (op->shape && d->decision && (!d->credits || d->credits->allowed))
+    cache_.note(op->bucket, *op->shape, *d->decision, op->sent_ns);
+  RateOutcome o{d->decision, false, RateOutcome::Source::shared};
+  o.credits = d->credits;
+  complete(std::move(op->handler), op->ex, std::move(o));
 }
 
 RateOutcome RedisBackend::fallback(const RatePolicy& policy, std::string_view id, bool consume,
                                    std::uint32_t cost) {
   RateOutcome o;
   o.source = RateOutcome::Source::fallback;
+  if (!policy.rate) {  // only credits were asked: the local meter spends them, unless closed
+    o.unavailable = consume && s_.redis.on_error == RedisConfig::OnError::closed;
+    return o;
+  }
   switch (s_.redis.on_error) {
     case RedisConfig::OnError::local:  // this replica's own buckets (the id is the owner or key)
       o.decision = consume ? local_.take(policy, id, id, cost) : local_.peek(policy, id, id);

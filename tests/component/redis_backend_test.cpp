@@ -4,9 +4,11 @@
 // on_error and the circuit breaker. Waits are on observable state, bounded.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <latch>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/bind_executor.hpp>
@@ -517,4 +519,171 @@ TEST_F(RedisBackendTest, ACostTakesThatManyTokensLikeTheLocalBucket) {
   ASSERT_TRUE(last.decision);
   EXPECT_TRUE(last.decision->allowed);
   EXPECT_EQ(last.decision->remaining, 0u);
+}
+
+// ---- Credits (SPEC §11): spent in the same script as the tokens, shared by replicas.
+
+namespace {
+
+CreditQuery credits(std::string_view key, std::int64_t balance, std::int64_t version = 1,
+                    std::int64_t cost = 1) {
+  return CreditQuery{key, cost, balance, version, 0, 0, 0};
+}
+
+RateQuery with_credits(RateQuery q, CreditQuery c) {
+  q.cost = static_cast<std::uint32_t>(c.cost);
+  q.credits = c;
+  return q;
+}
+
+std::string hget(const RedisServer& srv, const std::string& key, const std::string& field) {
+  auto r = srv.command({"HGET", key, field});
+  return r && r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : "";
+}
+
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+// Three replicas, 10 requests each at the same moment, on a key with 10
+// credits and 30 tokens: exactly 10 are admitted, each sees its own remaining
+// balance (9..0, once each), the 20 others are refused for credits and take
+// no token.
+TEST_F(RedisBackendTest, CreditsAreSpentExactlyAcrossConcurrentConnections) {
+  Policy p(k30PerMinute);
+  constexpr int kReplicas = 3, kEach = 10;
+  std::vector<std::unique_ptr<Replica>> replicas;
+  for (int i = 0; i < kReplicas; ++i) replicas.push_back(replica());
+  std::mutex mu;
+  std::vector<std::int64_t> remaining;
+  int refused = 0, other = 0;
+  std::latch go(kReplicas);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kReplicas; ++i) {
+    threads.emplace_back([&, i] {
+      Replica& r = *replicas[i];
+      int done = 0;
+      auto count = [&](const RateOutcome& o) {
+        ++done;
+        std::lock_guard lock(mu);
+        if (o.source != Source::shared || !o.credits || !o.decision || !o.decision->allowed)
+          ++other;
+        else if (o.credits->allowed)
+          remaining.push_back(o.credits->remaining);
+        else
+          ++refused;
+      };
+      const RateQuery q = with_credits(p.take("key_paid"), credits("key_paid", 10));
+      go.arrive_and_wait();
+      for (int n = 0; n < kEach; ++n) {
+        if (auto o = r.backend.try_decide(q)) {
+          count(*o);
+          continue;
+        }
+        r.backend.async_decide(q, asio::bind_executor(r.ioc, [&](RateOutcome o) { count(o); }));
+      }
+      run_until(r.ioc, [&] { return done == kEach; });
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::sort(remaining.begin(), remaining.end());
+  EXPECT_EQ(remaining, (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(refused, 20);
+  EXPECT_EQ(other, 0);
+  EXPECT_EQ(hget(srv, RedisBackend::credits_name("key_paid"), "b"), "0");
+  auto look = replicas[0]->decide(p.look("key_paid"));
+  ASSERT_TRUE(look.decision);
+  EXPECT_EQ(look.decision->remaining, 20u);  // tokens: only the paid requests took one
+}
+
+// Tokens refused spend no credits: all or none.
+TEST_F(RedisBackendTest, ARequestRefusedTokensSpendsNoCredits) {
+  Policy p(Rate{3, 1h, 3});
+  auto r = replica();
+  const RateQuery q = with_credits(p.take("k"), credits("k", 10));
+  int admitted = 0, limited = 0;
+  for (int i = 0; i < 5; ++i) {
+    RateOutcome o = r->decide(q);
+    ASSERT_TRUE(o.decision);
+    // (Once Redis said "no token", the deny cache answers: no credits asked.)
+    if (o.source != Source::cache) {
+      ASSERT_TRUE(o.credits);
+      EXPECT_TRUE(o.credits->allowed);
+    }
+    (o.decision->allowed ? admitted : limited)++;
+  }
+  EXPECT_EQ(admitted, 3);
+  EXPECT_EQ(limited, 2);
+  EXPECT_EQ(hget(srv, RedisBackend::credits_name("k"), "b"), "7");
+}
+
+// The shared balance is seeded once, kept while the version is the same (a
+// replica's older view does not reset it), and replaced by a newer version
+// (an operator set a new balance); an older version never replaces a newer.
+TEST_F(RedisBackendTest, TheSharedBalanceIsSeededOnceAndReplacedByANewerVersion) {
+  Policy p(k30PerMinute);
+  auto r = replica();
+  auto spend = [&](std::int64_t balance, std::int64_t version, std::int64_t cost = 1) {
+    RateOutcome o = r->decide(with_credits(p.take("k"), credits("k", balance, version, cost)));
+    EXPECT_TRUE(o.credits && o.credits->allowed);
+    return o.credits ? o.credits->remaining : -1;
+  };
+  EXPECT_EQ(spend(10, 1), 9);
+  EXPECT_EQ(spend(10, 1), 8);  // the seed of version 1 is not applied again
+  EXPECT_EQ(spend(100, 2), 99);
+  EXPECT_EQ(spend(10, 1), 98);  // a replica that has not seen version 2 yet
+  EXPECT_EQ(spend(100, 2, 5), 93);
+  EXPECT_EQ(hget(srv, RedisBackend::credits_name("k"), "v"), "2");
+  // Not enough for the cost: refused, nothing spent, the tokens only looked at.
+  RateOutcome o = r->decide(with_credits(p.take("k"), credits("k", 100, 2, 94)));
+  ASSERT_TRUE(o.credits && o.decision);
+  EXPECT_FALSE(o.credits->allowed);
+  EXPECT_EQ(o.credits->remaining, 93);
+  EXPECT_EQ(o.decision->remaining, 30u - 4u - 5u);  // four requests of cost 1, one of 5
+}
+
+// A refill that is due is applied on the grid by Redis' clock: the balance
+// goes up to the amount, the next refill is the grid's next point.
+TEST_F(RedisBackendTest, CreditsRefillOnTheGridByRedisTime) {
+  Policy p(k30PerMinute);
+  auto r = replica();
+  const std::int64_t hour = 3'600'000, start = unix_ms() - 7 * hour / 2;  // 3.5 intervals ago
+  CreditQuery c{"k", 1, 0, 1, start, 5, hour};
+  RateOutcome o = r->decide(with_credits(p.take("k"), c));
+  ASSERT_TRUE(o.credits);
+  EXPECT_TRUE(o.credits->allowed);
+  EXPECT_EQ(o.credits->remaining, 4);
+  EXPECT_EQ(o.credits->next_refill, start + 4 * hour);
+  EXPECT_EQ(hget(srv, RedisBackend::credits_name("k"), "a"), std::to_string(start + 3 * hour));
+  // No refill: spent to zero, then refused with no next refill.
+  CreditQuery once{"once", 1, 1, 1, 0, 0, 0};
+  EXPECT_TRUE(r->decide(with_credits(p.take("once"), once)).credits->allowed);
+  RateOutcome no = r->decide(with_credits(p.take("once"), once));
+  ASSERT_TRUE(no.credits);
+  EXPECT_FALSE(no.credits->allowed);
+  EXPECT_EQ(no.credits->next_refill, 0);
+}
+
+// An unlimited plan still spends its credits in Redis: no bucket, no decision.
+TEST_F(RedisBackendTest, AnUnlimitedPlanSpendsSharedCredits) {
+  Policy p(k30PerMinute);
+  RateQuery q = p.take("k");
+  q.policy.rate.reset();
+  q = with_credits(q, credits("k", 2));
+  auto r = replica();
+  for (std::int64_t left : {1, 0}) {
+    RateOutcome o = r->decide(q);
+    EXPECT_EQ(o.source, Source::shared);
+    EXPECT_FALSE(o.decision);
+    ASSERT_TRUE(o.credits);
+    EXPECT_TRUE(o.credits->allowed);
+    EXPECT_EQ(o.credits->remaining, left);
+  }
+  RateOutcome o = r->decide(q);
+  ASSERT_TRUE(o.credits);
+  EXPECT_FALSE(o.credits->allowed);
 }

@@ -7,7 +7,8 @@
 // itself) is kept busy by a handful of connections per replica.
 //
 // A decision costs one EVALSHA of the GCRA script (the same math as
-// TokenBucket, on Redis' clock) — or no round trip at all while the local
+// TokenBucket, on Redis' clock; a key's credits are checked and spent in the
+// same script, so replicas share them) — or no round trip at all while the local
 // DenyCache knows the bucket has no token. While Redis is unreachable (not
 // connected, timeouts, or the circuit breaker open after repeated failures)
 // `on_error` answers at once: local buckets, open (admit), or closed (503).
@@ -70,11 +71,13 @@ class RedisBackend final : public RateLimitBackend {
   void adopt(const RedisConfig& next);
 
   std::optional<RateOutcome> try_decide(const RateQuery& q) override;
+  bool shares_credits() const override { return true; }
 
   Stats stats() const;
   bool connected() const;
   CircuitBreaker::State breaker_state() const { return breaker_.state(); }
   static std::string bucket_name(bool by_owner, std::string_view id);
+  static std::string credits_name(std::string_view key_id);
 
  private:
   struct Op;  // a decision in flight
