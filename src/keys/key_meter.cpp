@@ -28,6 +28,28 @@ CreditAccount::Answer CreditAccount::peek(std::int64_t cost, UnixMillis now) {
   return {b >= cost, b, next_refill_.load(std::memory_order_relaxed)};
 }
 
+void CreditAccount::charge(std::int64_t cost, UnixMillis now) {
+  UnixMillis due = next_refill_.load(std::memory_order_relaxed);
+  if (due != 0 && now >= due) refill(now);
+  std::int64_t b = balance_.load(std::memory_order_relaxed);
+  while (!balance_.compare_exchange_weak(b, std::max<std::int64_t>(0, b - cost),
+                                         std::memory_order_relaxed)) {
+  }
+}
+
+CreditAccount::Seed CreditAccount::seed() {
+  std::lock_guard lock(mu_);
+  Seed s;
+  s.balance = balance_.load(std::memory_order_relaxed);
+  s.version = version_;
+  s.refilled_at = refilled_at_;
+  if (refill_) {
+    s.refill_amount = refill_->amount;
+    s.refill_interval_ms = refill_->interval.count();
+  }
+  return s;
+}
+
 void CreditAccount::refill(UnixMillis now) {
   std::lock_guard lock(mu_);
   UnixMillis due = next_refill_.load(std::memory_order_relaxed);

@@ -51,6 +51,12 @@ Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
   }
   if (usage_ && ctx.usage_due) usage_->record({std::string(ctx.key->id()), now, ctx.client_ip});
   ctx.cost = ctx.route ? ctx.route->cost : 1;
+  if (limits_.shares_credits()) {  // credits and tokens in one step, on the shared backend
+    RateQuery q{ctx.policy, ctx.key->id(), ctx.key->owner(), true, ctx.cost};
+    q.credits = shared_credits_query(ctx);
+    if (!ctx.policy.rate && !q.credits) return {Verdict{true}};
+    return {Verdict{true}, q};
+  }
   // No credits for this request: refused before the rate limit takes a token.
   if (auto e = check_credits(ctx)) {
     Admission refused{reply(*e, ctx)};
@@ -71,6 +77,12 @@ Verdict Pipeline::apply_rate(const RateOutcome& outcome, Context& ctx, Verdict a
     return reply(errors::unavailable("rate_limit_unavailable",
                                      "Rate limiting is unavailable; try again shortly."),
                  ctx);
+  }
+  if (outcome.credits) {
+    if (auto e = adopt_shared_credits(ctx, *outcome.credits)) return reply(*e, ctx);
+    if (auto e = rate_limited_error(ctx)) return reply(*e, ctx);
+    charge_shared_credits(ctx);
+    return admitted;
   }
   if (auto e = rate_limited_error(ctx)) return reply(*e, ctx);
   if (auto e = spend_credits(ctx)) return reply(*e, ctx);  // a race lost since check_credits

@@ -3,6 +3,7 @@ two or three keygate processes sharing one real PostgreSQL (the keys) and one
 real redis-server (the buckets) draw from one bucket per key or owner, their headers come from that bucket, and while Redis
 is down each on_error mode answers as SPEC §8 says, at once; once Redis is back
 the shared limit applies again. Waits are on /metrics, every loop is bounded."""
+import json
 import signal
 import statistics
 import threading
@@ -426,6 +427,81 @@ class Replicas(GatewayTest):
         logs = g.logs()
         self.assertIn("AUTH failed", logs)
         self.assertNotIn("wrong-password", logs)
+
+    # --- credits (SPEC §11): one balance in Redis for every replica ----------
+
+    def stored_credits(self, g, key_id):
+        """The balance as the store (PostgreSQL) holds it, read by the CLI."""
+        return json.loads(g.cli("keys", "show", key_id, "--json").stdout)["credits"]["remaining"]
+
+    def credit_key(self, g, credits, rate="1000/1h"):
+        return g.create_key("--name", "metered", "--credits", str(credits), "--rate", rate)
+
+    def test_three_replicas_spend_one_balance_then_429_credits(self):
+        a = self.replica(start=False)
+        k = self.credit_key(a, 10)
+        gs = [a, self.replica(start=False), self.replica(start=False)]
+        for g in gs:
+            self.start(g)
+        # One after another, round robin: the remaining count is the shared one.
+        remaining = []
+        for i in range(10):
+            r = self.get(gs[i % 3], k["key"])
+            self.assertEqual(r.status, 200, (i, r.body))
+            remaining.append(int(r.header("x-credits-remaining")))
+        self.assertEqual(remaining, list(range(9, -1, -1)))
+        for g in gs:
+            r = self.get(g, k["key"])
+            body = self.assertEnvelope(r, 429, "RATE_LIMIT_ERROR", "credits")
+            self.assertEqual(r.header("x-credits-remaining"), "0")
+            self.assertEqual(body["error"]["details"]["credits_remaining"], 0)
+            # Refused for credits before the bucket: no token taken (1000 - 10 paid).
+            self.assertEqual(r.header("x-ratelimit-remaining"), "990")
+        self.assertEqual(sum(self.decisions(g, "fallback") for g in gs), 0)
+        # Each replica's store worker writes its own spending: the store adds them up.
+        self.assertTrue(wait_until(lambda: self.stored_credits(a, k["id"]) == 0, 10),
+                        self.stored_credits(a, k["id"]))
+
+    def test_concurrent_requests_on_three_replicas_spend_exactly_the_balance(self):
+        a = self.replica(start=False)
+        k = self.credit_key(a, 20)
+        gs = [a, self.replica(start=False), self.replica(start=False)]
+        for g in gs:
+            self.start(g)
+        counts, _ = self.hammer([(g, k["key"]) for g in gs], per_client=10, clients_per_target=2)
+        self.assertEqual(counts, {200: 20, 429: 40})
+        self.assertTrue(wait_until(lambda: self.stored_credits(a, k["id"]) == 0, 10),
+                        self.stored_credits(a, k["id"]))
+
+    def test_an_operators_new_balance_replaces_the_shared_one(self):
+        a = self.replica(start=False)
+        k = self.credit_key(a, 2)
+        gs = [a, self.replica(start=False), self.replica(start=False)]
+        for g in gs:
+            self.start(g)
+        self.assertEqual([self.get(g, k["key"]).status for g in gs], [200, 200, 429])
+        r = a.admin("PATCH", f"/v1/api-keys/{k['id']}", {"credits": {"remaining": 3}})
+        self.assertEqual(r.status, 200, r.body)
+        # The replica that took the change sends its new version first; the
+        # others, whether they have seen it yet or not, spend the same balance.
+        got = {}
+
+        def paid():
+            got["r"] = self.get(a, k["key"])  # a 429 spends nothing
+            return got["r"].status == 200
+        self.assertTrue(wait_until(paid, 10), got["r"].body)
+        self.assertEqual(got["r"].header("x-credits-remaining"), "2")
+        statuses = [self.get(g, k["key"]).status for g in (gs[1], gs[2], gs[1], gs[2])]
+        self.assertEqual(statuses, [200, 200, 429, 429])
+
+    def test_redis_down_on_error_local_spends_the_local_meter(self):
+        a = self.replica("local")
+        k = self.credit_key(a, 5)
+        self.assertEqual(self.get(a, k["key"]).header("x-credits-remaining"), "4")
+        self.redis_down(a)
+        r = self.get(a, k["key"])
+        self.assertEqual((r.status, r.header("x-credits-remaining")), (200, "3"))
+        self.assertGreater(self.decisions(a, "fallback"), 0)
 
 
 if __name__ == "__main__":

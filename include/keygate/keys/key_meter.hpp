@@ -37,6 +37,20 @@ class CreditAccount {
   Answer spend(std::int64_t cost, UnixMillis now);
   // What spend would answer, taking nothing (a refill that is due is applied).
   Answer peek(std::int64_t cost, UnixMillis now);
+  // Spending already decided elsewhere (the shared balance in Redis paid it):
+  // booked here, never below zero, so that the store worker writes it as
+  // this process' delta like its own spending.
+  void charge(std::int64_t cost, UnixMillis now);
+
+  // What the shared balance is seeded from: this process' view of the store's.
+  struct Seed {
+    std::int64_t balance = 0;
+    std::int64_t version = 0;
+    UnixMillis refilled_at = 0;
+    std::int64_t refill_amount = 0;
+    std::int64_t refill_interval_ms = 0;  // 0: no refill
+  };
+  Seed seed();
 
   // The key's credits as stored. A version other than the one held sets the
   // balance (an operator set it); the same version keeps the balance in memory,
@@ -109,6 +123,10 @@ class KeyMeter {
     auto a = account()->spend(cost, now);
     if (a.allowed) mark_dirty();
     return a;
+  }
+  void charge(std::int64_t cost, UnixMillis now) {
+    account()->charge(cost, now);
+    mark_dirty();
   }
 
  private:

@@ -10,6 +10,7 @@
 #include "keygate/core/error.hpp"
 #include "keygate/proxy/context.hpp"
 #include "keygate/proxy/runtime.hpp"
+#include "keygate/ratelimit/backend.hpp"
 
 namespace keygate {
 
@@ -59,6 +60,14 @@ void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Fiel
 // spend_credits takes them (after it). Both leave the balance in ctx.credits.
 std::optional<Error> check_credits(Context& ctx);
 std::optional<Error> spend_credits(Context& ctx);
+// With a backend that shares credits (Redis), the balance is checked and spent
+// there, with the tokens: the query to send (sets ctx.payer; nullopt: none),
+// the shared answer (sets ctx.credits; the 429 when it could not pay), and the
+// spending booked in the local meter once admitted (the store worker persists
+// it as this process' delta; the local meter also serves on_error: local).
+std::optional<CreditQuery> shared_credits_query(Context& ctx);
+std::optional<Error> adopt_shared_credits(Context& ctx, const CreditOutcome& shared);
+void charge_shared_credits(Context& ctx);
 
 // Response headers of the key's lifecycle: X-Credits-Remaining (and Retry-After
 // at the next refill on a credits refusal); Deprecation and Sunset during a
