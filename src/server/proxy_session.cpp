@@ -3,6 +3,7 @@
 // chunks (never buffering a whole body). Stages never see a socket; this file
 // is the only place of the proxy that does I/O.
 #include "keygate/core/ascii.hpp"
+#include "keygate/core/http_date.hpp"
 #include "keygate/observe/log.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/stages.hpp"
@@ -100,8 +101,8 @@ class ProxySession {
       e.reason = "plain_http";
       std::string body = ErrorRenderer::envelope(e, new_request_id());
       std::string reply =
-          "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
-          "Content-Length: " +
+          "HTTP/1.1 400 Bad Request\r\nDate: " + std::string(http_date_now()) +
+          "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
           std::to_string(body.size()) + "\r\n\r\n" + body;
       co_await asio::async_write(stream_.tcp(), asio::buffer(reply), use_tuple);
       svc_.metrics.count_request(400, "bad_request");
@@ -206,6 +207,7 @@ class ProxySession {
   awaitable<bool> write_local(const Verdict& v, const Context& ctx, const Config& cfg,
                               bool keep_alive, unsigned version) {
     http::response<http::string_body> res{static_cast<http::status>(v.status), version};
+    res.set(http::field::date, http_date_now());
     res.set(http::field::content_type, "application/json");
     res.set("X-Request-Id", ctx.request_id);
     if (v.www_authenticate) res.set(http::field::www_authenticate, "Bearer realm=\"keygate\"");
