@@ -9,6 +9,8 @@
 #include "keygate/config/values.hpp"
 #include "keygate/core/time.hpp"
 #include "keygate/keys/cidr.hpp"
+#include "keygate/keys/key_service.hpp"
+#include "keygate/observe/log.hpp"
 #include "keygate/server/gateway.hpp"
 
 namespace keygate {
@@ -50,6 +52,13 @@ KeyStore& Session::migrated_store() {
   if (!migrated_) s.migrate();
   migrated_ = true;
   return s;
+}
+
+KeyService Session::key_service() {
+  KeyService service(migrated_store(), config());
+  // The CLI's log stream is its stderr: one JSON line per audit event.
+  service.on_audit([](const AuditEvent& e) { log::audit(e); });
+  return service;
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "keygate/config/config.hpp"
+#include "keygate/keys/key_service.hpp"
 #include "keygate/keys/key_store.hpp"
 
 namespace keygate::cli {
@@ -40,6 +41,9 @@ class Session {
   KeyStore& store();
   // store() with every pending migration applied (what the keys commands need).
   KeyStore& migrated_store();
+  // A KeyService on migrated_store() whose audit events also go to stderr as
+  // JSON lines (SPEC §10: the log stream).
+  KeyService key_service();
 
   // What the parsed (sub)command does; set by its callback, run after parsing.
   std::function<int()> action;

@@ -188,7 +188,7 @@ void add_create(CLI::App& keys, Session& s) {
       ->allow_extra_args(false);
   cmd->add_flag("--json", f->json, "print one JSON object");
   on_run(*cmd, s, [&s, f, in] {
-    KeyService service(s.migrated_store(), s.config());
+    KeyService service = s.key_service();
     KeySpec spec;
     spec.name = f->name;
     spec.owner = f->owner;
@@ -264,7 +264,7 @@ void add_show(CLI::App& keys, Session& s) {
   add_ref(*cmd, f->ref);
   cmd->add_flag("--json", f->json, "print one JSON object");
   on_run(*cmd, s, [&s, f] {
-    KeyService service(s.migrated_store(), s.config());
+    KeyService service = s.key_service();
     auto r = service.resolve(key_ref(f->ref));
     if (!r) return fail(r.error());
     if (f->json)
@@ -295,7 +295,7 @@ void add_update(CLI::App& keys, Session& s) {
       ->excludes(no_refill);
   cmd->add_flag("--json", f->json, "print the updated key object");
   on_run(*cmd, s, [&s, f] {
-    KeyService service(s.migrated_store(), s.config());
+    KeyService service = s.key_service();
     const std::string& ref = key_ref(f->ref);
     KeyPatch p;
     if (*f->name_opt) p.name = f->name;
@@ -345,7 +345,7 @@ void add_revoke(CLI::App& keys, Session& s) {
   add_ref(*cmd, f->ref);
   cmd->add_flag("--json", f->json, R"(print {"id":…,"revoked":true})");
   on_run(*cmd, s, [&s, f] {
-    KeyService service(s.migrated_store(), s.config());
+    KeyService service = s.key_service();
     auto r = service.revoke(key_ref(f->ref), kActor);
     if (!r) return fail(r.error());
     if (f->json)
@@ -371,7 +371,7 @@ void add_rotate(CLI::App& keys, Session& s) {
       ->check(duration_check(true));
   cmd->add_flag("--json", f->json, "print the new key object (with the key)");
   on_run(*cmd, s, [&s, f] {
-    KeyService service(s.migrated_store(), s.config());
+    KeyService service = s.key_service();
     Millis grace = *parse_duration(f->grace);
     auto issued = service.rotate(key_ref(f->ref), grace, kActor);
     if (!issued) return fail(issued.error());

@@ -68,7 +68,7 @@ int import_file(Session& s, const std::string& path, bool json) {
     batch.push_back(std::move(*item));
     line_of.push_back(l.number);
   }
-  KeyService service(s.migrated_store(), s.config());
+  KeyService service = s.key_service();
   auto result =
       problems.empty() ? service.import(batch, "cli") : service.check_import(batch, "cli");
   if (!result)

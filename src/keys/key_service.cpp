@@ -88,6 +88,10 @@ void KeyService::changed(const KeyRecord& r) {
   if (on_change_) on_change_(r);
 }
 
+void KeyService::audited(const AuditEvent& e) {
+  if (on_audit_) on_audit_(e);
+}
+
 std::expected<IssuedKey, Error> KeyService::create(const KeySpec& spec, const std::string& actor) {
   if (auto err = validate(spec)) return std::unexpected(*err);
   KeyRecord base;
@@ -106,13 +110,19 @@ std::expected<IssuedKey, Error> KeyService::create(const KeySpec& spec, const st
     issued.record.credits->refilled_at = issued.record.created_at;  // the refill grid starts here
     issued.record.credits_version = 1;
   }
+  const AuditEvent event{
+      0,
+      issued.record.created_at,
+      "create",
+      issued.record.id,
+      actor,
+      nlohmann::json{{"prefix", issued.record.prefix}, {"name", issued.record.name}}.dump()};
   store_.transaction([&] {
     store_.insert_key(issued.record);
-    store_.add_audit(
-        {0, issued.record.created_at, "create", issued.record.id, actor,
-         nlohmann::json{{"prefix", issued.record.prefix}, {"name", issued.record.name}}.dump()});
+    store_.add_audit(event);
   });
   changed(issued.record);
+  audited(event);
   return issued;
 }
 
@@ -227,12 +237,14 @@ std::expected<KeyRecord, Error> KeyService::update_once(const std::string& ref, 
   }
   if (p.expires_at) r.expires_at = *p.expires_at;
   if (p.enabled) r.enabled = *p.enabled;
+  const AuditEvent event{0,    now_millis(), "update",
+                         r.id, actor,        nlohmann::json{{"fields", changed_fields}}.dump()};
   store_.transaction([&] {
     store_.update_key(r);
-    store_.add_audit({0, now_millis(), "update", r.id, actor,
-                      nlohmann::json{{"fields", changed_fields}}.dump()});
+    store_.add_audit(event);
   });
   changed(r);
+  audited(event);
   return r;
 }
 
@@ -244,11 +256,13 @@ std::expected<KeyRecord, Error> KeyService::revoke_once(const std::string& ref,
   UnixMillis now = now_millis();
   if (r.revoked_at && *r.revoked_at <= now) return r;  // idempotent
   r.revoked_at = now;
+  const AuditEvent event{0, now, "revoke", r.id, actor, "{}"};
   store_.transaction([&] {
     store_.update_key(r);
-    store_.add_audit({0, now, "revoke", r.id, actor, "{}"});
+    store_.add_audit(event);
   });
   changed(r);
+  audited(event);
   return r;
 }
 
@@ -291,17 +305,22 @@ std::expected<IssuedKey, Error> KeyService::rotate_once(const std::string& ref, 
   } else {
     old.revoked_at = now;
   }
+  const AuditEvent event{
+      0,
+      now,
+      "rotate",
+      old.id,
+      actor,
+      nlohmann::json{{"new_key_id", issued.record.id}, {"grace", format_duration(grace)}}.dump()};
   store_.transaction([&] {
     store_.insert_key(issued.record);
     store_.update_key(old);
-    store_.add_audit(
-        {0, now, "rotate", old.id, actor,
-         nlohmann::json{{"new_key_id", issued.record.id}, {"grace", format_duration(grace)}}
-             .dump()});
+    store_.add_audit(event);
   });
   // The replacement first: the old key's credits point at it.
   changed(issued.record);
   changed(old);
+  audited(event);
   return issued;
 }
 
@@ -433,17 +452,21 @@ std::expected<std::vector<KeyRecord>, std::vector<ImportProblem>> KeyService::im
   if (!checked) return checked;
   std::vector<KeyRecord>& records = *checked;
   UnixMillis now = now_millis();
+  std::vector<AuditEvent> events;
+  for (const auto& r : records)
+    events.push_back({0, now, "import", r.id, actor,
+                      nlohmann::json{{"prefix", r.prefix},
+                                     {"name", r.name},
+                                     {"format", r.foreign_format ? "foreign" : "keygate"}}
+                          .dump()});
   store_.transaction([&] {
-    for (auto& r : records) {
-      store_.insert_key(r);
-      store_.add_audit({0, now, "import", r.id, actor,
-                        nlohmann::json{{"prefix", r.prefix},
-                                       {"name", r.name},
-                                       {"format", r.foreign_format ? "foreign" : "keygate"}}
-                            .dump()});
+    for (size_t i = 0; i < records.size(); ++i) {
+      store_.insert_key(records[i]);
+      store_.add_audit(events[i]);
     }
   });
   for (const auto& r : records) changed(r);
+  for (const auto& e : events) audited(e);
   return checked;
 }
 

@@ -508,16 +508,22 @@ std::vector<KeyRecord> PostgresStore::list_keys(const KeyListQuery& q, UnixMilli
   return out;
 }
 
-std::vector<AuditEvent> PostgresStore::list_audit(std::int64_t page, std::int64_t page_size,
-                                                  std::int64_t* total) {
+std::vector<AuditEvent> PostgresStore::list_audit(const AuditQuery& q, std::int64_t* total) {
+  const std::string where =
+      " WHERE ($1::text IS NULL OR key_id = $1::text) AND ($2::text IS NULL OR action = $2::text)"
+      " AND ($3::bigint IS NULL OR at >= $3::bigint)"
+      " AND ($4::text IS NULL OR key_id IN (SELECT id FROM api_keys WHERE owner = $4::text))";
   if (total) {
-    PgQuery c(*this, "SELECT COUNT(*) FROM audit_events");
-    *total = c.run().integer(0, 0);
+    PgQuery c(*this, "SELECT COUNT(*) FROM audit_events" + where);
+    *total = c.bind(q.key_id).bind(q.action).bind(q.since).bind(q.owner).run().integer(0, 0);
   }
-  PgQuery s(*this,
-            "SELECT id, at, action, key_id, actor, details FROM audit_events ORDER BY id DESC "
-            "LIMIT $1::bigint OFFSET $2::bigint");
-  s.bind(page_size).bind((page - 1) * page_size).run();
+  std::string sql = "SELECT id, at, action, key_id, actor, details FROM audit_events" + where +
+                    " ORDER BY id DESC";
+  if (q.page_size > 0) sql += " LIMIT $5::bigint OFFSET $6::bigint";
+  PgQuery s(*this, sql);
+  s.bind(q.key_id).bind(q.action).bind(q.since).bind(q.owner);
+  if (q.page_size > 0) s.bind(q.page_size).bind((q.page - 1) * q.page_size);
+  s.run();
   std::vector<AuditEvent> out;
   for (int i = 0; i < s.rows(); ++i)
     out.push_back(

@@ -345,16 +345,25 @@ std::vector<KeyRecord> SqliteStore::list_keys(const KeyListQuery& q, UnixMillis 
   return out;
 }
 
-std::vector<AuditEvent> SqliteStore::list_audit(std::int64_t page, std::int64_t page_size,
-                                                std::int64_t* total) {
+std::vector<AuditEvent> SqliteStore::list_audit(const AuditQuery& q, std::int64_t* total) {
+  constexpr const char* where =
+      " WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR action = ?2)"
+      " AND (?3 IS NULL OR at >= ?3)"
+      " AND (?4 IS NULL OR key_id IN (SELECT id FROM api_keys WHERE owner = ?4))";
+  auto bind_filters = [&](Statement& st) {
+    st.bind(1, q.key_id).bind(2, q.action).bind(3, q.since).bind(4, q.owner);
+  };
   if (total) {
-    Statement c(*this, "SELECT COUNT(*) FROM audit_events");
+    Statement c(*this, (std::string("SELECT COUNT(*) FROM audit_events") + where).c_str());
+    bind_filters(c);
     *total = c.step() ? c.integer(0) : 0;
   }
-  Statement s(*this,
-              "SELECT id, at, action, key_id, actor, details FROM audit_events ORDER BY id DESC "
-              "LIMIT ? OFFSET ?");
-  s.bind(1, page_size).bind(2, (page - 1) * page_size);
+  std::string sql = std::string("SELECT id, at, action, key_id, actor, details FROM audit_events") +
+                    where + " ORDER BY id DESC";
+  if (q.page_size > 0) sql += " LIMIT ?5 OFFSET ?6";
+  Statement s(*this, sql.c_str());
+  bind_filters(s);
+  if (q.page_size > 0) s.bind(5, q.page_size).bind(6, (q.page - 1) * q.page_size);
   std::vector<AuditEvent> out;
   while (s.step())
     out.push_back({s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), s.text(5)});

@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "keygate/keys/key_record.hpp"
+#include "keygate/keys/key_store.hpp"
 
 namespace keygate::log {
 
@@ -110,6 +111,22 @@ void access(const AccessRecord& r) {
            buf + (r.deprecated ? " deprecated" : "");
   }
   access_logger()->info("{}", line);
+}
+
+void audit(const AuditEvent& e) {
+  auto details = nlohmann::json::parse(e.details_json, nullptr, false);
+  nlohmann::json j = {{"time", format_time(e.at)},
+                      {"level", "info"},
+                      {"msg", "audit"},
+                      {"audit", true},
+                      {"action", e.action},
+                      {"key_id", e.key_id},
+                      {"actor", e.actor},
+                      {"details", details.is_object() ? details : nlohmann::json::object()}};
+  // Logged at the logger's highest level so that logging.level: error keeps it;
+  // the pattern prints only the JSON, whose "level" says info.
+  app_logger()->log(spdlog::level::critical, "{}",
+                    j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace keygate::log

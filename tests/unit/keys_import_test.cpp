@@ -118,7 +118,7 @@ TEST_F(ImportTest, ForeignAndKeygateFormatsDisplayAndHash) {
   ASSERT_TRUE(stored);
   EXPECT_TRUE(stored->foreign_format);  // survives the store (migration 0002)
   EXPECT_FALSE(store->get_key(n.id)->foreign_format);
-  EXPECT_EQ(store->list_audit(1, 10, nullptr)[0].action, "import");
+  EXPECT_EQ(store->list_audit({.page = 1, .page_size = 10}, nullptr)[0].action, "import");
   // A short foreign key never has more than len - 16 characters on display.
   auto shortk = svc.import({plaintext("0123456789abcdefghij")}, "cli");
   ASSERT_TRUE(shortk);

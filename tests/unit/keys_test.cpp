@@ -235,7 +235,7 @@ TEST_F(StoreTest, CreateListResolveRevoke) {
   EXPECT_EQ(total, 0);
   EXPECT_EQ(store->list_keys({.status = "revoked"}, now_millis() + 1, nullptr).size(), 1u);
   std::int64_t audits = 0;
-  auto events = store->list_audit(1, 10, &audits);
+  auto events = store->list_audit({.page = 1, .page_size = 10}, &audits);
   EXPECT_EQ(audits, 2);
   EXPECT_EQ(events[0].action, "revoke");
   EXPECT_EQ(events[1].action, "create");

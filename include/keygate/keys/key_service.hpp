@@ -1,11 +1,13 @@
 #pragma once
 // Key management shared by the CLI and the admin API: validation, generation,
 // create/update/revoke/rotate, each in one transaction with its audit event.
+#include <array>
 #include <expected>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -80,6 +82,8 @@ class KeyService {
 
   // Called after every committed change (serve: refresh the in-memory index).
   void on_change(std::function<void(const KeyRecord&)> f) { on_change_ = std::move(f); }
+  // Called with each audit event once its transaction committed (the log stream).
+  void on_audit(std::function<void(const AuditEvent&)> f) { on_audit_ = std::move(f); }
 
   std::expected<IssuedKey, Error> create(const KeySpec& spec, const std::string& actor);
   // By id or display prefix; ambiguous prefix -> 409 CONFLICT, unknown -> 404.
@@ -111,11 +115,13 @@ class KeyService {
                                               const std::string& actor);
   IssuedKey issue(KeyRecord base);
   void changed(const KeyRecord& r);
+  void audited(const AuditEvent& e);
   KeyStore& store_;
   const Config& config_;
   KeyFormat format_;
   KeyHasher hasher_;
   std::function<void(const KeyRecord&)> on_change_;
+  std::function<void(const AuditEvent&)> on_audit_;
 };
 
 Error validation_error(const std::string& field, const std::string& message);
@@ -127,6 +133,10 @@ nlohmann::json rate_to_json(const std::optional<Rate>& r);
 nlohmann::json credits_to_json(const std::optional<Credits>& c, UnixMillis now);
 // "1000/30d": AMOUNT/INTERVAL (the CLI's --refill).
 std::expected<CreditRefill, std::string> parse_refill(std::string_view text);
+// Every action an audit event can record (the audit filters accept only these).
+inline constexpr std::array<std::string_view, 5> kAuditActions = {"create", "import", "update",
+                                                                  "rotate", "revoke"};
+
 // An audit event as GET /v1/audit-events and `keygate audit list --json` show it.
 nlohmann::json audit_to_json(const AuditEvent& e);
 

@@ -70,6 +70,16 @@ struct UsageCounts {
   std::array<std::int64_t, 4> counts{};  // by UsageOutcome
 };
 
+// GET /v1/audit-events and `keygate audit list`: newest first, every filter optional.
+struct AuditQuery {
+  std::optional<std::string> key_id;
+  std::optional<std::string> action;
+  std::optional<UnixMillis> since;   // events at or after this time
+  std::optional<std::string> owner;  // only events of this owner's keys (key callers)
+  std::int64_t page = 1;
+  std::int64_t page_size = 0;  // 0: everything
+};
+
 struct AuditEvent {
   std::int64_t id = 0;
   UnixMillis at = 0;
@@ -128,8 +138,7 @@ class KeyStore {
   virtual std::vector<KeyRecord> keys_with_prefix(const std::string& display_prefix) = 0;
   virtual std::vector<KeyRecord> list_keys(const KeyListQuery& q, UnixMillis now,
                                            std::int64_t* total) = 0;
-  virtual std::vector<AuditEvent> list_audit(std::int64_t page, std::int64_t page_size,
-                                             std::int64_t* total) = 0;
+  virtual std::vector<AuditEvent> list_audit(const AuditQuery& q, std::int64_t* total) = 0;
 
   // Every key changed after `seq`, in change order (start-up load and catch-up).
   virtual void for_each_changed(std::int64_t seq,

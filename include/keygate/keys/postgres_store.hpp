@@ -44,8 +44,7 @@ class PostgresStore final : public KeyStore {
   std::vector<KeyRecord> keys_with_prefix(const std::string& display_prefix) override;
   std::vector<KeyRecord> list_keys(const KeyListQuery& q, UnixMillis now,
                                    std::int64_t* total) override;
-  std::vector<AuditEvent> list_audit(std::int64_t page, std::int64_t page_size,
-                                     std::int64_t* total) override;
+  std::vector<AuditEvent> list_audit(const AuditQuery& q, std::int64_t* total) override;
   void for_each_changed(std::int64_t seq, const std::function<void(const KeyRecord&)>& f) override;
   std::int64_t change_seq() override;
   void record_usage(const std::vector<UsageEvent>& events) override;

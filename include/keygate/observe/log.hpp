@@ -9,6 +9,10 @@
 
 #include "keygate/config/config.hpp"
 
+namespace keygate {
+struct AuditEvent;
+}
+
 namespace keygate::log {
 
 void setup(const LoggingConfig& cfg);  // also on reload
@@ -38,5 +42,11 @@ struct AccessRecord {
 };
 void access(const AccessRecord& r);
 bool access_enabled();
+
+// An audit event (a key created, updated, rotated, revoked, imported) as one
+// JSON line with "audit": true on the application log stream (SPEC §10),
+// whatever logging.format and at every logging.level but off. No secrets: the
+// event holds ids, the display prefix and field names.
+void audit(const AuditEvent& e);
 
 }  // namespace keygate::log
