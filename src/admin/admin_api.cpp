@@ -2,12 +2,14 @@
 
 #include <openssl/crypto.h>
 
-#include <boost/beast/core/string.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
 #include <charconv>
-#include <regex>
 #include <set>
 
+#include "keygate/admin/openapi.hpp"
 #include "keygate/config/values.hpp"
+#include "keygate/core/ascii.hpp"
 #include "keygate/keys/key_json.hpp"
 #include "keygate/keys/usage_report.hpp"
 #include "keygate/proxy/error_renderer.hpp"
@@ -40,40 +42,22 @@ AdminResponse ok(int status, json data, std::optional<json> meta = std::nullopt)
   return {status, body.dump()};
 }
 
-std::string url_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size()) {
-      unsigned v = 0;
-      auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
-      if (ec == std::errc{} && p == s.data() + i + 3) {
-        out += static_cast<char>(v);
-        i += 2;
-      } else {
-        out += s[i];
-      }
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
+// The request target, decoded by Boost.URL: path segments and query
+// parameters ('+' is a space in a query).
+struct Target {
+  std::string path;  // as sent, for messages
+  std::vector<std::string> segments;
+  std::map<std::string, std::string> query;  // a repeated parameter: the last wins
+};
 
-std::map<std::string, std::string> parse_query(std::string_view q) {
-  std::map<std::string, std::string> out;
-  while (!q.empty()) {
-    auto amp = q.find('&');
-    auto pair = q.substr(0, amp);
-    auto eq = pair.find('=');
-    if (!pair.empty())
-      out[url_decode(pair.substr(0, eq))] =
-          eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
-    if (amp == std::string_view::npos) break;
-    q.remove_prefix(amp + 1);
-  }
-  return out;
+std::optional<Target> parse_target(std::string_view target) {
+  auto url = boost::urls::parse_origin_form(target);
+  if (!url) return std::nullopt;
+  Target t;
+  t.path = std::string(url->encoded_path());
+  for (auto segment : url->segments()) t.segments.push_back(std::move(segment));
+  for (auto param : url->params()) t.query[param.key] = param.has_value ? param.value : "";
+  return t;
 }
 
 std::expected<std::int64_t, Error> int_param(const std::map<std::string, std::string>& q,
@@ -125,54 +109,58 @@ class Handler {
   Handler(const AdminRequest& req, AdminDeps& d) : req_(req), d_(d), rid(req.request_id) {}
 
   AdminResponse run() {
-    std::string_view target = req_.target;
-    auto qpos = target.find('?');
-    std::string path(target.substr(0, qpos));
-    query_ = parse_query(qpos == std::string_view::npos ? "" : target.substr(qpos + 1));
-    if (path == "/metrics") {
+    auto target = parse_target(req_.target);
+    if (!target) return error_response(errors::bad_request("Malformed request target."), rid);
+    const std::string& path = target->path;
+    const auto& seg = target->segments;
+    query_ = std::move(target->query);
+    auto no_route = [&] {
+      return error_response(errors::not_found("No such route: " + path), rid);
+    };
+    if (seg.size() == 1 && seg[0] == "metrics") {
       if (req_.method != "GET") return not_allowed("GET");
-      return {200, d_.metrics.render(d_.gauges()), "text/plain; version=0.0.4"};
+      return {200, d_.metrics.render(d_.gauges()), "text/plain; version=0.0.4; charset=utf-8"};
     }
-    if (!known_route(path)) return error_response(errors::not_found("No such route: " + path), rid);
+    if (req_.metrics_only) return no_route();  // metrics.listen serves nothing else
+    // /openapi.json, /v1/api-keys[/{id}[/rotate]], /v1/audit-events; ids are never empty.
+    const bool keys = seg.size() >= 2 && seg.size() <= 4 && seg[0] == "v1" &&
+                      seg[1] == "api-keys" && (seg.size() < 3 || !seg[2].empty()) &&
+                      (seg.size() < 4 || seg[3] == "rotate" || seg[3] == "usage");
+    const bool audit_events = seg.size() == 2 && seg[0] == "v1" && seg[1] == "audit-events";
+    const bool openapi = seg.size() == 1 && seg[0] == "openapi.json";
+    if (!keys && !audit_events && !openapi) return no_route();
+    // SPEC §4: every route but /metrics needs the token, the document included.
     if (auto e = authenticate()) return error_response(*e, rid);
 
-    static const std::regex key_route("^/v1/api-keys/([^/]+)$");
-    static const std::regex rotate_route("^/v1/api-keys/([^/]+)/rotate$");
-    static const std::regex usage_route("^/v1/api-keys/([^/]+)/usage$");
-    std::smatch m;
-    if (path == "/v1/api-keys") {
+    if (openapi) {
+      if (req_.method != "GET") return not_allowed("GET");
+      return {200, std::string(openapi_document()), "application/json"};
+    }
+    if (audit_events) {
+      if (req_.method == "GET") return audit();
+      return not_allowed("GET");
+    }
+    if (seg.size() == 2) {
       if (req_.method == "POST") return create();
       if (req_.method == "GET") return list();
       return not_allowed("GET, POST");
     }
-    if (path == "/v1/audit-events") {
-      if (req_.method == "GET") return audit();
+    const std::string& id = seg[2];
+    if (seg.size() == 4 && seg[3] == "usage") {
+      if (req_.method == "GET") return usage(id);
       return not_allowed("GET");
     }
-    if (std::regex_match(path, m, rotate_route)) {
-      if (req_.method == "POST") return rotate(url_decode(m[1].str()));
+    if (seg.size() == 4) {
+      if (req_.method == "POST") return rotate(id);
       return not_allowed("POST");
     }
-    if (std::regex_match(path, m, usage_route)) {
-      if (req_.method == "GET") return usage(url_decode(m[1].str()));
-      return not_allowed("GET");
-    }
-    if (std::regex_match(path, m, key_route)) {
-      std::string id = url_decode(m[1].str());
-      if (req_.method == "GET") return get(id);
-      if (req_.method == "PATCH") return patch(id);
-      if (req_.method == "DELETE") return revoke(id);
-      return not_allowed("GET, PATCH, DELETE");
-    }
-    return error_response(errors::not_found("No such route: " + path), rid);
+    if (req_.method == "GET") return get(id);
+    if (req_.method == "PATCH") return patch(id);
+    if (req_.method == "DELETE") return revoke(id);
+    return not_allowed("GET, PATCH, DELETE");
   }
 
  private:
-  static bool known_route(const std::string& p) {
-    static const std::regex re("^/v1/(api-keys(/[^/]+(/rotate|/usage)?)?|audit-events)$");
-    return std::regex_match(p, re);
-  }
-
   AdminResponse not_allowed(std::string allow) {
     Error e{405,
             "METHOD_NOT_ALLOWED",
@@ -188,7 +176,7 @@ class Handler {
   std::optional<Error> authenticate() {
     std::string presented;
     std::string_view auth = req_.authorization;
-    if (auth.size() > 7 && boost::beast::iequals(auth.substr(0, 7), "bearer "))
+    if (auth.size() > 7 && ascii_iequals(auth.substr(0, 7), "bearer "))
       presented = std::string(auth.substr(7));
     else if (!req_.api_key.empty())
       presented = req_.api_key;
@@ -376,10 +364,35 @@ class Handler {
   }
 
   AdminResponse audit() {
+    for (const auto& [k, v] : query_)
+      if (k != "page" && k != "pageSize" && k != "key_id" && k != "action" && k != "since")
+        return error_response(validation_error(k, "unknown query parameter '" + k + "'"), rid);
     TRY(page, int_param(query_, "page", 1, 1, 1'000'000'000));
     TRY(size, int_param(query_, "pageSize", 20, 1, 100));
+    AuditQuery q;
+    q.page = page;
+    q.page_size = size;
+    if (auto it = query_.find("key_id"); it != query_.end()) q.key_id = it->second;
+    if (auto it = query_.find("action"); it != query_.end()) {
+      if (std::find(kAuditActions.begin(), kAuditActions.end(), it->second) == kAuditActions.end())
+        return error_response(
+            validation_error("action", "action must be create, import, update, rotate or revoke"),
+            rid);
+      q.action = it->second;
+    }
+    if (auto it = query_.find("since"); it != query_.end()) {
+      q.since = parse_time(it->second);
+      if (!q.since)
+        return error_response(
+            validation_error("since",
+                             "since must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z (in a "
+                             "query string, write '+' as %2B)"),
+            rid);
+    }
+    // A key caller sees the events of its owner's keys only.
+    if (caller_.is_key) q.owner = caller_.owner;
     std::int64_t total = 0;
-    auto events = d_.store.list_audit(page, size, &total);
+    auto events = d_.store.list_audit(q, &total);
     json data = json::array();
     for (const auto& e : events) data.push_back(audit_to_json(e));
     return ok(200, std::move(data), page_meta(page, size, total));

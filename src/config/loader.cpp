@@ -499,7 +499,7 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
   if (!r.mapping(root, "the config file",
                  {"listen", "tls", "threads", "upstream", "admin", "store", "keys", "auth",
                   "identity", "plans", "rate_limit", "routes", "health", "errors", "limits",
-                  "logging", "usage", "shutdown_timeout"}))
+                  "logging", "usage", "shutdown_timeout", "metrics"}))
     return;
   auto host_port = [&](const YAML::Node& n, const std::string& what, HostPort& out) {
     if (!n.IsDefined()) return;
@@ -556,6 +556,14 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
       if (n["token"].IsDefined() && !n["token"].IsNull())
         r.get_str(n["token"], "admin.token", c.admin.token);
       r.opt_str(n["key_scope"], "admin.key_scope", c.admin.key_scope);
+    }
+  }
+  if (auto n = root["metrics"]; n.IsDefined() && !n.IsNull()) {
+    if (r.mapping(n, "metrics", {"listen"})) {
+      // null or empty ("${KEYGATE_METRICS_LISTEN:-}"): no metrics listener
+      std::optional<std::string> listen;
+      r.opt_str(n["listen"], "metrics.listen", listen);
+      if (listen) host_port(n["listen"], "metrics.listen", c.metrics.listen.emplace());
     }
   }
   if (auto n = root["store"]; n.IsDefined()) {

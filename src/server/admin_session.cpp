@@ -1,6 +1,8 @@
 // Admin listener connections: whole small requests, handled on the store
 // worker thread (co_spawn there, resume here), answered in the envelope.
+// The metrics.listen listener runs the same loop with only /metrics served.
 #include "server/admin_session.hpp"
+#include "keygate/core/http_date.hpp"
 #include "keygate/observe/log.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 
@@ -9,7 +11,7 @@ namespace keygate {
 using namespace net;
 
 awaitable<void> run_admin_session(tcp::socket socket, StoreWorker& store, const Metrics& metrics,
-                                  const GatewayState& state) {
+                                  const GatewayState& state, bool metrics_only) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   constexpr std::uint64_t kBodyLimit = 1 << 20;
@@ -28,7 +30,8 @@ awaitable<void> run_admin_session(tcp::socket socket, StoreWorker& store, const 
                     req.body(),
                     std::string(req[http::field::authorization]),
                     std::string(req["X-Api-Key"]),
-                    choose_request_id(req["X-Request-Id"])};
+                    choose_request_id(req["X-Request-Id"]),
+                    metrics_only};
     AdminResponse res;
     auto started = std::chrono::steady_clock::now();
     if (ec) {
@@ -42,6 +45,7 @@ awaitable<void> run_admin_session(tcp::socket socket, StoreWorker& store, const 
           asio::use_awaitable);
     }
     http::response<http::string_body> out{static_cast<http::status>(res.status), 11};
+    out.set(http::field::date, http_date_now());
     out.set(http::field::content_type, res.content_type);
     out.set("X-Request-Id", ar.request_id);
     if (!res.allow.empty()) out.set(http::field::allow, res.allow);
@@ -53,13 +57,16 @@ awaitable<void> run_admin_session(tcp::socket socket, StoreWorker& store, const 
     stream.expires_after(std::chrono::seconds(30));
     auto [wec, wn] = co_await http::async_write(stream, out, use_tuple);
     std::string path(ar.target.substr(0, ar.target.find('?')));
-    log::info("admin request", {{"request_id", ar.request_id},
-                                {"method", ar.method},
-                                {"path", path},
-                                {"status", res.status},
-                                {"duration_ms", std::chrono::duration<double, std::milli>(
-                                                    std::chrono::steady_clock::now() - started)
-                                                    .count()}});
+    // Scrapes come every few seconds: logged at debug, not info.
+    const bool scrape = path == "/metrics" && res.status == 200;
+    log::event(scrape ? "debug" : "info", "admin request",
+               {{"request_id", ar.request_id},
+                {"method", ar.method},
+                {"path", path},
+                {"status", res.status},
+                {"duration_ms", std::chrono::duration<double, std::milli>(
+                                    std::chrono::steady_clock::now() - started)
+                                    .count()}});
     if (wec || !keep) break;
   }
   boost::system::error_code ignored;

@@ -5,5 +5,6 @@
 
 namespace keygate {
 net::awaitable<void> run_admin_session(net::tcp::socket socket, StoreWorker& store,
-                                       const Metrics& metrics, const GatewayState& state);
+                                       const Metrics& metrics, const GatewayState& state,
+                                       bool metrics_only);
 }

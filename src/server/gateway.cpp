@@ -87,9 +87,10 @@ awaitable<void> accept_proxy(tcp::acceptor& acceptor, Worker& w, Services& svc) 
   }
 }
 
+// The admin listener, or (metrics_only) the metrics.listen one.
 awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const Metrics& metrics,
-                             const GatewayState& state) {
-  AcceptFailureLog failures("admin accept failed");
+                             const GatewayState& state, bool metrics_only) {
+  AcceptFailureLog failures(metrics_only ? "metrics accept failed" : "admin accept failed");
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (ec) {
@@ -101,7 +102,8 @@ awaitable<void> accept_admin(tcp::acceptor& acceptor, StoreWorker& store, const 
       continue;
     }
     asio::co_spawn(acceptor.get_executor(),
-                   run_admin_session(std::move(socket), store, metrics, state), asio::detached);
+                   run_admin_session(std::move(socket), store, metrics, state, metrics_only),
+                   asio::detached);
   }
 }
 
@@ -181,6 +183,7 @@ int serve(Config config) {
   if (config.tls.enabled()) {
     try {
       server_tls = make_server_tls(config.tls);
+      metrics.tls_certificate_expiry(certificate_expiry(*server_tls));
     } catch (const std::exception& e) {
       log::error("cannot start TLS", {{"error", e.what()}});
       return 1;
@@ -193,6 +196,7 @@ int serve(Config config) {
   std::vector<RedisBackend*> redis_backends;  // owned by the workers; empty with backend: local
   const bool shared_limits = config.rate_limit.backend == RateLimitConfig::Backend::redis;
   std::unique_ptr<tcp::acceptor> admin_acceptor;
+  std::unique_ptr<tcp::acceptor> metrics_acceptor;
   try {
     tcp::endpoint ep = resolve_listen(config.listen);
     for (int i = 0; i < n; ++i) {
@@ -222,6 +226,12 @@ int serve(Config config) {
     } else {
       log::info("admin API off (admin.token is empty)");
     }
+    if (config.metrics.listen) {
+      auto mep = resolve_listen(*config.metrics.listen);
+      metrics_acceptor = open_acceptor(workers[0]->ioc, mep, false);
+      log::info("metrics listening", {{"address", mep.address().to_string()},
+                                      {"port", metrics_acceptor->local_endpoint().port()}});
+    }
   } catch (const std::exception& e) {
     log::error("cannot listen", {{"error", e.what()}});
     return 1;
@@ -230,7 +240,10 @@ int serve(Config config) {
   for (int i = 0; i < n; ++i)
     asio::co_spawn(workers[i]->ioc, accept_proxy(*acceptors[i], *workers[i], svc), asio::detached);
   if (admin_acceptor)
-    asio::co_spawn(workers[0]->ioc, accept_admin(*admin_acceptor, storew, metrics, state),
+    asio::co_spawn(workers[0]->ioc, accept_admin(*admin_acceptor, storew, metrics, state, false),
+                   asio::detached);
+  if (metrics_acceptor)
+    asio::co_spawn(workers[0]->ioc, accept_admin(*metrics_acceptor, storew, metrics, state, true),
                    asio::detached);
 
   if (shared_limits) {
@@ -274,8 +287,10 @@ int serve(Config config) {
       if (next->listen.str() != config.listen.str() || next->threads != config.threads ||
           next->store_sqlite != config.store_sqlite ||
           next->store_postgres != config.store_postgres ||
-          next->admin.listen.str() != config.admin.listen.str())
-        log::warn("listen, threads, store and admin.listen change only on restart");
+          next->admin.listen.str() != config.admin.listen.str() ||
+          (next->metrics.listen ? next->metrics.listen->str() : "") !=
+              (config.metrics.listen ? config.metrics.listen->str() : ""))
+        log::warn("listen, threads, store, admin.listen and metrics.listen change only on restart");
       if (next->rate_limit.backend != config.rate_limit.backend ||
           (shared_limits && next->rate_limit.redis.url != config.rate_limit.redis.url))
         log::warn(
@@ -286,6 +301,7 @@ int serve(Config config) {
       std::shared_ptr<asio::ssl::context> tls;
       if (next->tls.enabled()) tls = make_server_tls(next->tls);
       auto fresh = std::make_shared<const Runtime>(*next);
+      metrics.tls_certificate_expiry(tls ? certificate_expiry(*tls) : 0);
       log::setup(next->logging);
       // The generation moves (and "config reloaded" is logged) only once every
       // I/O thread and the store worker use the new config.
@@ -336,6 +352,7 @@ int serve(Config config) {
       boost::system::error_code ignored;
       acceptors[i]->close(ignored);
       if (i == 0 && admin_acceptor) admin_acceptor->close(ignored);
+      if (i == 0 && metrics_acceptor) metrics_acceptor->close(ignored);
       for (auto* s : workers[i]->idle_streams) s->socket().cancel(ignored);
     });
   }

@@ -62,6 +62,7 @@ void StoreWorker::set_runtime(RuntimePtr rt, std::function<void()> adopted) {
     // do not advance the applied sequence: another replica's write with a
     // smaller sequence may still be unread, and the catch-up reads it.
     service_->on_change([this](const KeyRecord& r) { index_.upsert(r); });
+    service_->on_audit([](const AuditEvent& e) { log::audit(e); });
     if (adopted) adopted();
   });
 }
@@ -331,13 +332,14 @@ AdminResponse StoreWorker::admin(const AdminRequest& req, const Metrics& metrics
   if (req.target.starts_with("/v1/api-keys")) flush_meters();
   AdminDeps deps{*store_, *service_, index_, metrics, *rt_, [&] {
                    Metrics::Gauges g;
-                   g.keys_total = static_cast<std::int64_t>(index_.size());
+                   g.keys_loaded = static_cast<std::int64_t>(index_.size());
                    g.keys_active = static_cast<std::int64_t>(index_.count_active(now_millis()));
                    g.buckets = static_cast<std::int64_t>(limiter_.size());
                    g.store_queries = store_->key_reads();
                    g.store_up = store_up_.load() ? 1 : 0;
                    g.store_lag_seconds = lag_seconds();
                    g.store_applied_sequence = index_.applied_seq.load();
+                   g.process = read_process_stats();
                    return g;
                  }};
   return handle_admin(req, deps);

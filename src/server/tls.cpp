@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 
+#include <ctime>
 #include <stdexcept>
 
 namespace keygate {
@@ -50,6 +51,13 @@ std::shared_ptr<ssl::context> make_upstream_tls(const UpstreamConfig& cfg) {
   if (ec) throw std::runtime_error("TLS: cannot load CA certificates: " + ec.message());
   ctx->set_verify_mode(cfg.tls_verify ? ssl::verify_peer : ssl::verify_none);
   return ctx;
+}
+
+std::int64_t certificate_expiry(ssl::context& ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx.native_handle());
+  std::tm t{};
+  if (!cert || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &t) != 1) return 0;
+  return static_cast<std::int64_t>(timegm(&t));
 }
 
 }  // namespace keygate

@@ -336,10 +336,10 @@ class Gateway:
         """Creates a key with the CLI; while serving, waits until the gateway has
         picked it up (SPEC: within 1 s; bounded generously here for slow
         sanitizer runs) so tests do not race the refresh."""
-        before = self.metric("keygate_keys_total") if self.running() and self.admin_port else None
+        before = self.metric("keygate_keys_loaded") if self.running() and self.admin_port else None
         key = json.loads(self.cli("keys", "create", "--json", *args).stdout)
         if before is not None:
-            assert wait_until(lambda: self.metric("keygate_keys_total") > before, timeout=15), \
+            assert wait_until(lambda: self.metric("keygate_keys_loaded") > before, timeout=15), \
                 "the running gateway did not pick up the new key within 15 s"
         return key
 

@@ -216,6 +216,47 @@ class AdminApi(GatewayTest):
                                ("create", k["id"], "admin")])
         self.assertRegex(r["data"][0]["time"], r"^\d{4}-\d\d-\d\dT")
 
+    def test_audit_event_filters(self):
+        a = self.create(name="a")
+        b = self.create(name="b")
+        self.g.admin("PATCH", f"/v1/api-keys/{a['id']}", {"name": "a2"})
+        self.g.admin("DELETE", f"/v1/api-keys/{b['id']}")
+        self.g.admin("PATCH", f"/v1/api-keys/{a['id']}", {"scopes": ["read"]})
+        every = self.g.admin("GET", "/v1/audit-events?pageSize=100").json()["data"]
+        self.assertEqual(len(every), 5)
+
+        def ids(query):
+            r = self.g.admin("GET", "/v1/audit-events?" + query)
+            self.assertEqual(r.status, 200, r.body)
+            body = r.json()
+            return [(e["action"], e["key_id"]) for e in body["data"]], body["meta"]
+
+        got, meta = ids(f"key_id={a['id']}")
+        self.assertEqual(got, [("update", a["id"]), ("update", a["id"]), ("create", a["id"])])
+        self.assertEqual(meta["total"], 3)
+        self.assertEqual(ids("action=revoke")[0], [("revoke", b["id"])])
+        self.assertEqual(ids(f"key_id={a['id']}&action=create")[0], [("create", a["id"])])
+        # pagination counts the filtered events
+        got, meta = ids(f"key_id={a['id']}&pageSize=2&page=2")
+        self.assertEqual((got, meta), ([("create", a["id"])],
+                                       {"page": 2, "pageSize": 2, "total": 3, "totalPages": 2}))
+        # since: at or after, in any zone offset (a '+' in a query is a space: %2B)
+        pivot = every[2]["time"]  # the revoke of b, as the server wrote it (ms precision)
+        want = [(e["action"], e["key_id"]) for e in every if e["time"] >= pivot]
+        self.assertEqual(ids("since=" + pivot)[0], want)
+        import datetime
+        t = datetime.datetime.fromisoformat(pivot.replace("Z", "+00:00"))
+        plus2 = t.astimezone(datetime.timezone(datetime.timedelta(hours=2))).isoformat(timespec="milliseconds")
+        self.assertEqual(ids("since=" + plus2.replace("+", "%2B"))[0], want)
+        self.assertEqual(ids("since=2100-01-01T00:00:00Z")[0], [])
+        self.assertEqual(ids(f"key_id={a['id']}&since=2000-01-01T00:00:00Z")[1]["total"], 3)
+        for bad, field in (("since=yesterday", "since"), ("since=" + plus2, "since"),  # raw '+': a space
+                           ("action=delete", "action"), ("actor=admin", "actor"), ("pageSize=101", "pageSize")):
+            with self.subTest(bad=bad):
+                r = self.g.admin("GET", "/v1/audit-events?" + bad)
+                body = self.assertEnvelope(r, 400, "VALIDATION_ERROR")
+                self.assertIn(field, json.dumps(body))
+
     def test_key_scope_limits_keys_to_their_owner(self):
         g = self.gateway({"admin": {"key_scope": "keys:admin"}})
         boss = g.create_key("--name", "boss", "--owner", "acme", "--scopes", "keys:admin,read")
@@ -225,6 +266,12 @@ class AdminApi(GatewayTest):
         child = r.json()["data"]
         self.assertEqual(child["owner"], "acme")
         self.assertEqual(g.admin("GET", "/v1/audit-events").json()["data"][0]["actor"], boss["id"])
+        # a key caller sees only the audit events of its owner's keys
+        seen = g.admin("GET", "/v1/audit-events", token=boss["key"]).json()
+        self.assertEqual({e["key_id"] for e in seen["data"]}, {boss["id"], child["id"]})
+        self.assertEqual(seen["meta"]["total"], 2)
+        self.assertEqual(g.admin("GET", f"/v1/audit-events?key_id={other['id']}", token=boss["key"])
+                         .json()["data"], [])
         self.assertEnvelope(g.admin("POST", "/v1/api-keys", {"name": "x", "scopes": ["write"]}, token=boss["key"]),
                             403, "FORBIDDEN", "scope")
         self.assertEnvelope(g.admin("GET", f"/v1/api-keys/{other['id']}", token=boss["key"]), 404, "NOT_FOUND")
@@ -260,7 +307,7 @@ class AdminApi(GatewayTest):
         self.assertEqual(g.metric("keygate_keys_active"), 1)
         g.admin("DELETE", f"/v1/api-keys/{k['id']}")
         self.assertEqual(g.metric("keygate_keys_active"), 0)
-        self.assertEqual(g.metric("keygate_keys_total"), 1)
+        self.assertEqual(g.metric("keygate_keys_loaded"), 1)
         c = g.connection()
         g.request("GET", "/live", conn=c)
         self.assertGreaterEqual(g.metric("keygate_open_connections"), 1)
@@ -290,6 +337,26 @@ class OpenApi(GatewayTest):
                     self.assertIn(str(r.status), item[m]["responses"], f"{m.upper()} {path} answered {r.status}")
                 else:
                     self.assertTrue(not_a_route, f"{m.upper()} {path} is served but not documented")
+        # Every documented query parameter is accepted; an undocumented one is refused.
+        for path, item in doc["paths"].items():
+            params = [p for p in item.get("get", {}).get("parameters", []) if p["in"] == "query"]
+            if not params:
+                continue
+            for p in params:
+                schema = p["schema"]
+                value = (schema["enum"][0] if "enum" in schema else "1" if schema["type"] == "integer"
+                         else "2020-01-01T00:00:00Z" if schema.get("format") == "date-time" else "x")
+                r = g.admin("GET", f"{path.replace('{id}', k['id'])}?{p['name']}={value}")
+                self.assertEqual(r.status, 200, f"GET {path}?{p['name']}={value}: {r.body}")
+            r = g.admin("GET", f"{path}?not_documented=1")
+            self.assertEqual(r.status, 400, f"GET {path} took an undocumented parameter")
+        # The document is served, to the token holder only (SPEC §4), exactly as in docs/.
+        self.assertEqual(g.admin("GET", "/openapi.json", token=None).status, 401)
+        r = g.admin("GET", "/openapi.json")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("content-type"), "application/json")
+        with open(OPENAPI, "rb") as f:
+            self.assertEqual(r.body, f.read())
         # Paths the server might grow without documenting them:
         for path in ("/v1/keys", "/v1/api-keys/x/y", "/v1/audit-events/1", "/v1/api-keys/x/revoke", "/"):
             r = g.admin("GET", path)

@@ -111,7 +111,7 @@ class Replicas(GatewayTest):
         self.assertLess(max(created), STALENESS)
         self.assertLess(max(revoked), STALENESS)
         # The third replica saw all of it; the CLI is a writer like any other.
-        self.assertEqual(c.metric("keygate_keys_total"), 10)
+        self.assertEqual(c.metric("keygate_keys_loaded"), 10)
         self.assertEqual(c.metric("keygate_keys_active"), 0)
         k = a.create_key("--name", "from-cli")
         for g in (a, b, c):
@@ -142,7 +142,7 @@ class Replicas(GatewayTest):
             t.join(120)
         self.assertEqual(errors, [])
         for g in (a, b, c):
-            self.time_until(lambda: g.metric("keygate_keys_total") == 2 * per_writer)
+            self.time_until(lambda: g.metric("keygate_keys_loaded") == 2 * per_writer)
         for g in (a, b, c):
             self.assertEqual([k for k in keys if self.status(g, k) != 200], [])
         seqs = {g.metric("keygate_store_applied_sequence") for g in (a, b, c)}

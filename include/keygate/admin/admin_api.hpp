@@ -19,6 +19,7 @@ struct AdminRequest {
   std::string authorization;  // raw Authorization header
   std::string api_key;        // raw X-Api-Key header
   std::string request_id;
+  bool metrics_only = false;  // the metrics.listen listener: GET /metrics and nothing else
 };
 
 struct AdminResponse {

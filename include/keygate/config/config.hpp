@@ -46,6 +46,11 @@ struct AdminConfig {
   bool enabled() const { return !token.empty(); }
 };
 
+// A listener serving only GET /metrics, without a token (SPEC §10).
+struct MetricsConfig {
+  std::optional<HostPort> listen;  // none: /metrics only on the admin listener
+};
+
 struct KeysConfig {
   std::string prefix = "kg";
   std::optional<std::string> environment = "live";
@@ -156,6 +161,7 @@ struct Config {
   int threads = 0;
   UpstreamConfig upstream;
   AdminConfig admin;
+  MetricsConfig metrics;
   std::string store_sqlite = "data/keygate.db";
   std::string store_postgres;  // a libpq connection string; set: PostgreSQL instead of SQLite
   KeysConfig keys;
