@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(cmake ninja-build g++ make libboost1.81-dev nlohmann-json3-dev libspdlog-dev
   libfmt-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev libssl-dev libgtest-dev libgmock-dev
   libbenchmark-dev ccache mold python3 openssl curl
-  python3-yaml  # test_docker parses the compose and Kubernetes manifests
+  python3-yaml  # test_docker parses the manifests, test_metrics the alert rules
   libpq-dev postgresql  # postgresql: the integration tests start a real server
   libboost-url1.81-dev libhiredis-dev redis-server  # redis-server: likewise
   systemd  # systemd-analyze verifies deploy/keygate.service
