@@ -1,13 +1,14 @@
 """The image recipe (issue 7). No Docker engine runs on the build machines, so
 the Dockerfile's build stage is one script that CI runs natively; this checks
 the Dockerfile calls exactly that script and keeps the runtime image's promises."""
+import http.client
 import os
 import re
 import subprocess
 import tempfile
 import unittest
 
-from harness import KEYGATE, GatewayTest
+from harness import KEYGATE, GatewayTest, free_port
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -82,8 +83,8 @@ class Dockerfile(unittest.TestCase):
 
 
 class SidecarConfig(GatewayTest):
-    """The image's baked-in config takes the admin address from the environment;
-    the Kubernetes example binds admin where Prometheus can scrape /metrics."""
+    """The image's baked-in config takes the admin and metrics addresses from the
+    environment; the Kubernetes example gives Prometheus a metrics port of its own."""
 
     def test_image_config_admin_listen_comes_from_the_environment(self):
         path = os.path.join(ROOT, "docker", "keygate.sidecar.yaml")
@@ -108,17 +109,34 @@ class SidecarConfig(GatewayTest):
         with self.assertRaises(OSError):
             g.request("GET", "/metrics", admin=True, timeout=2)
 
+    def test_image_config_metrics_listener_from_the_environment(self):
+        path = os.path.join(ROOT, "docker", "keygate.sidecar.yaml")
+        port = free_port()
+        g = self.gateway(example=path, env={"KEYGATE_METRICS_LISTEN": f"127.0.0.1:{port}"})
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            c.request("GET", "/metrics")  # no token
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertIn("keygate_build_info", r.read().decode())
+        finally:
+            c.close()
+        self.assertEqual(g.admin("GET", "/v1/api-keys").status, 200)
+
     def test_k8s_example_is_scrapeable_and_its_config_valid(self):
         with open(os.path.join(ROOT, "docker", "k8s-sidecar.yaml")) as f:
             text = f.read()
         block = re.search(r"keygate\.yaml: \|\n((?:    .*\n|\n)+)", text).group(1)
         config = "".join(line[4:] + "\n" for line in block.splitlines())
-        self.assertRegex(config, r'admin: \{listen: "0\.0\.0\.0:8081"')
-        self.assertIn("- {name: admin, containerPort: 8081}", text)
-        self.assertIn('prometheus.io/port: "8081"', text)
+        # Prometheus scrapes metrics.listen (no token, nothing else there); admin stays on loopback.
+        self.assertRegex(config, r'admin: \{listen: "127\.0\.0\.1:8081"')
+        self.assertIn('metrics: {listen: "0.0.0.0:9090"}', config)
+        self.assertIn("- {name: metrics, containerPort: 9090}", text)
+        self.assertIn('prometheus.io/port: "9090"', text)
         self.assertIn("prometheus.io/path: /metrics", text)
         service = text.split("kind: Service")[1].split("---")[0]
-        self.assertNotIn("8081", service)  # clients never reach the admin port
+        self.assertNotIn("9090", service)  # clients never reach the metrics port
+        self.assertNotIn("8081", service)
         with tempfile.TemporaryDirectory() as tmp:
             cfg = os.path.join(tmp, "keygate.yaml")
             with open(cfg, "w") as f:
