@@ -114,8 +114,7 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
 
 void Metrics::render_shared_limits(std::string& out, const SharedLimits& s) {
   Exposition x(out);
-  x.gauge("keygate_redis_connections", "Connections to Redis (one per I/O thread).",
-          s.connections);
+  x.gauge("keygate_redis_connections", "Connections to Redis (one per I/O thread).", s.connections);
   x.gauge("keygate_redis_connections_up", "Connections to Redis that are ready.", s.connections_up);
   x.counter("keygate_redis_round_trips_total",
             "Rate-limit commands sent to Redis (one per decision Redis answers).", s.round_trips);

@@ -476,17 +476,17 @@ class Metrics(GatewayTest):
         self.assertEqual(g.metric("keygate_config_last_reload_successful"), 0)
         self.assertEqual(g.metric("keygate_config_generation"), 2)
 
-        # A valid file whose certificate does not load: the rest is adopted
-        # (the generation moves) but the reload counts as failed, and the
-        # running certificate (and its expiry) stays.
+        # A valid file whose certificate does not load: the whole reload is
+        # rejected (the generation stays), counted as failed, and the running
+        # certificate (and its expiry) stays.
         bad = os.path.join(self.dir, "garbage.pem")
         with open(bad, "w") as f:
             f.write("not a certificate\n")
         g.config["tls"] = {"cert": bad, "key": os.path.join(self.dir, "renewed.key")}
         g.write_config()
         g.proc.send_signal(signal.SIGHUP)
-        self.assertTrue(wait_until(lambda: g.metric("keygate_config_generation") == 3))
-        self.assertEqual(g.metric("keygate_config_reloads_total", 'result="failure"'), 2)
+        self.assertTrue(wait_until(lambda: g.metric("keygate_config_reloads_total", 'result="failure"') == 2))
+        self.assertEqual(g.metric("keygate_config_generation"), 2)
         self.assertEqual(g.metric("keygate_config_last_reload_successful"), 0)
         self.assertEqual(g.metric("keygate_tls_certificate_expiry_timestamp_seconds"), self.renewed_expiry)
         self.assertEqual(self.https(g, "/live", cert="renewed.pem"), 200)  # the renewed one serves
