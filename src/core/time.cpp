@@ -30,16 +30,6 @@ std::string format_time(UnixMillis t) {
   return utc_seconds(t / 1000) + frac;
 }
 
-std::string format_http_date(UnixMillis t) {
-  std::time_t secs = t / 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  // The process keeps the "C" locale: English day and month names, as HTTP wants.
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return buf;
-}
-
 std::string format_rfc3339(std::chrono::system_clock::time_point t) {
   return utc_seconds(std::chrono::system_clock::to_time_t(t)) + "Z";
 }

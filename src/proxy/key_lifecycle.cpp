@@ -1,3 +1,4 @@
+#include "keygate/core/http_date.hpp"
 #include "keygate/proxy/stages.hpp"
 
 namespace keygate {
@@ -17,7 +18,10 @@ void add_key_lifecycle_headers(const Context& ctx, Fields& out) {
     std::string deprecated_at = "@";  // (appended: g++ 12 -Wrestrict misfires on "@" + string)
     deprecated_at += std::to_string(ctx.key->rotated_at() / 1000);
     out.set("Deprecation", deprecated_at);
-    if (ctx.key->expires_at()) out.set("Sunset", format_http_date(ctx.key->expires_at()));
+    if (ctx.key->expires_at()) {
+      const auto sunset = format_http_date(ctx.key->expires_at() / 1000);
+      out.set("Sunset", std::string_view(sunset.data(), sunset.size()));
+    }
   }
 }
 

@@ -14,8 +14,6 @@ UnixMillis now_millis();
 // RFC 3339 UTC: with milliseconds (stored times), and in whole seconds.
 std::string format_time(UnixMillis t);
 std::string format_rfc3339(std::chrono::system_clock::time_point t);
-// HTTP-date (RFC 9110 IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"), whole seconds.
-std::string format_http_date(UnixMillis t);
 // RFC 3339 date-time (a space may stand for the T); nullopt when malformed or no
 // calendar date. See time.cpp for leap seconds.
 std::optional<UnixMillis> parse_time(const std::string& rfc3339);
