@@ -42,6 +42,7 @@ std::map<std::string, std::string> settings(const Config& c) {
   s["upstream.tls_verify"] = c.upstream.tls_verify ? "true" : "false";
   s["upstream.ca_file"] = opt(c.upstream.ca_file);
   s["admin.listen"] = c.admin.listen.str();
+  s["metrics.listen"] = c.metrics.listen ? c.metrics.listen->str() : "null";
   s["admin.token"] = "'" + c.admin.token + "'";
   s["admin.key_scope"] = opt(c.admin.key_scope);
   s["store.sqlite"] = c.store_sqlite;  // store.postgres is listed commented out (one of the two)
