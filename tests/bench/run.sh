@@ -6,7 +6,9 @@
 #      measured in one run by ../shared/bench/peers.sh (ratios, medians).
 #   4. HTTPS listener throughput beside plain HTTP.
 #   5. rate_limit.backend: redis beside local (a real redis-server on loopback).
-# Settings: SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1, KEYS=1000000, and the
+#   6. Heap allocations per request, valid key and 401, access log off and on.
+# Settings: SKIP_ALLOC=1, SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
+# KEYS=1000000, and the
 # peers.sh variables (PIN, ROUNDS, DUR, CONFIGS).
 set -euo pipefail
 BUILD=${1:-build}
@@ -25,6 +27,13 @@ if [[ -z ${SKIP_MICRO:-} ]]; then
   "$ROOT/$BUILD/tests/bench_credits" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
   echo "== rate-limit decision on Redis (local redis-server) beside local"
   "$ROOT/$BUILD/tests/bench_ratelimit_redis" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+fi
+
+if [[ -z ${SKIP_ALLOC:-} ]]; then
+  # Counted, not timed: the same on a busy machine. Needs nginx for the upstream
+  # (../shared/bench's template); tests/integration/upstream.py is the fallback.
+  echo "== heap allocations per request (whole process, LD_PRELOAD counter)"
+  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode alloc
 fi
 
 if [[ -z ${SKIP_STARTUP:-} ]]; then

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Per-request costs of `keygate serve` that do not depend on how busy the
+machine is: heap allocations per request (LD_PRELOAD counting shim) and
+instructions per request (valgrind callgrind), for the valid-key path and the
+401 path, with the access log off and on (JSON, to a file).
+
+    per_request.py BUILD_DIR [--mode alloc|instr|both] [--requests N]
+
+Starts its own upstream (nginx with $PEERS_DIR (../shared/bench)'s fixed 100-byte JSON
+when present, else tests/integration/upstream.py) and keygate (threads: 1) on
+free loopback ports in a temp dir, warms up, takes a snapshot, sends N
+keep-alive requests over 8 connections, takes another snapshot and prints
+(after - before) / N. Stops everything it started.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+# ../shared/bench beside the repository (or beside a worktree's parent).
+PEERS_DIR = os.environ.get("PEERS_DIR") or next(
+    (d for d in (os.path.join(ROOT, "..", "shared", "bench"),
+                 os.path.join(ROOT, "..", "..", "shared", "bench")) if os.path.isdir(d)),
+    os.path.join(ROOT, "..", "shared", "bench"))
+TEMPLATE = os.path.join(PEERS_DIR, "templates", "upstream.nginx.conf")
+UNKNOWN = "bk_" + "0" * 32  # what peers.sh sends on its 401 runs (not a keygate key)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Client:
+    """Keep-alive connections sending identical requests, one at a time."""
+
+    def __init__(self, port, key, conns=8):
+        self.req = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"X-Api-Key: {key}\r\n\r\n").encode()
+        self.socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
+        for s in self.socks:
+            s.settimeout(30)
+        self.statuses = {}
+
+    def one(self, s):
+        s.sendall(self.req)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed mid-body")
+            body += chunk
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def run(self, n):
+        for i in range(n):
+            self.one(self.socks[i % len(self.socks)])
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+class World:
+    def __init__(self, build):
+        self.build = build
+        self.bin = os.path.join(build, "keygate")
+        self.tmp = tempfile.mkdtemp(prefix="kg-per-request.")
+        self.procs = []
+        self.up_port = free_port()
+        os.makedirs(os.path.join(self.tmp, "tmp"))
+        if shutil.which("nginx") and os.path.exists(TEMPLATE):
+            with open(TEMPLATE) as f:
+                conf = f.read().replace("@DIR@", self.tmp).replace("@UPSTREAM_PORT@",
+                                                                    str(self.up_port))
+            path = os.path.join(self.tmp, "up.conf")
+            with open(path, "w") as f:
+                f.write(conf)
+            cmd = ["nginx", "-p", self.tmp, "-e", os.path.join(self.tmp, "up.err"), "-c", path]
+        else:
+            cmd = [sys.executable, os.path.join(ROOT, "tests", "integration", "upstream.py"),
+                   str(self.up_port)]
+        self.start(cmd, self.up_port)
+        self.db = os.path.join(self.tmp, "kg.db")
+        self.key = None
+
+    def start(self, cmd, port, env=None, stdout=subprocess.DEVNULL):
+        p = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL,
+                             env={**os.environ, **(env or {})})
+        self.procs.append(p)
+        wait_port(port, p)
+        return p
+
+    def config(self, access_log):
+        port = free_port()
+        path = os.path.join(self.tmp, f"kg-{port}.yaml")
+        cfg = {"listen": f"127.0.0.1:{port}", "threads": 1,
+               "upstream": {"url": f"http://127.0.0.1:{self.up_port}"},
+               "store": {"sqlite": self.db},
+               "plans": {"default": {"rate": {"requests": 1000000000, "period": "1s"}}},
+               "logging": {"access_log": access_log, "level": "warn"}}
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        if self.key is None:
+            out = subprocess.run([self.bin, "keys", "create", "--config", path, "--name", "bench",
+                                  "--json"], check=True, capture_output=True, text=True).stdout
+            self.key = json.loads(out)["key"]
+        return path, port
+
+    def stop(self, p):
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        self.procs.remove(p)
+
+    def close(self):
+        for p in list(self.procs):
+            self.stop(p)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def log_file(w, access_log, tag):
+    return open(os.path.join(w.tmp, f"access-{tag}.log"), "w") if access_log else \
+        subprocess.DEVNULL
+
+
+def measure_alloc(w, access_log, key, n):
+    shim = os.path.join(w.build, "tests", "libkeygate_alloc_count.so")
+    report = os.path.join(w.tmp, "allocs.txt")
+    path, port = w.config(access_log)
+    out = log_file(w, access_log, "alloc")
+    p = w.start([w.bin, "serve", "--config", path], port,
+                env={"LD_PRELOAD": shim, "KG_ALLOC_REPORT": report}, stdout=out)
+
+    def snapshot():
+        os.kill(p.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open(report) as f:
+                    text = f.read()
+                if text.endswith("\n"):
+                    os.unlink(report)
+                    allocs, nbytes = text.split()
+                    return int(allocs), int(nbytes)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.01)
+        raise RuntimeError("no allocation report")
+
+    c = Client(port, key)
+    c.run(2000)  # warm-up: pools, buckets, caches, connections
+    time.sleep(0.2)
+    a = snapshot()
+    c.run(n)
+    time.sleep(0.2)
+    b = snapshot()
+    c.close()
+    w.stop(p)
+    return (b[0] - a[0]) / n, (b[1] - a[1]) / n, c.statuses
+
+
+def measure_instr(w, access_log, key, n):
+    if not shutil.which("valgrind"):
+        return None, {}
+    path, port = w.config(access_log)
+    out_file = os.path.join(w.tmp, f"callgrind.{port}")
+    out = log_file(w, access_log, "instr")
+    p = w.start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                 f"--callgrind-out-file={out_file}", w.bin, "serve", "--config", path], port,
+                stdout=out)
+    c = Client(port, key)
+    c.run(300)
+    subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
+                   capture_output=True)
+    c.run(200)  # instrumented warm-up
+    subprocess.run(["callgrind_control", "-z", str(p.pid)], check=True, capture_output=True)
+    c.run(n)
+    subprocess.run(["callgrind_control", "-d", str(p.pid)], check=True, capture_output=True)
+    c.close()
+    w.stop(p)
+    total = 0
+    for name in os.listdir(w.tmp):
+        if name.startswith(f"callgrind.{port}"):
+            with open(os.path.join(w.tmp, name)) as f:
+                for line in f:
+                    if line.startswith("summary:") or line.startswith("totals:"):
+                        total = max(total, int(line.split()[1]))
+            if os.environ.get("KEEP_CALLGRIND"):
+                shutil.copy(os.path.join(w.tmp, name), os.environ["KEEP_CALLGRIND"])
+    return total / n, c.statuses
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--mode", default="both", choices=["alloc", "instr", "both"])
+    ap.add_argument("--requests", type=int, default=0)
+    ap.add_argument("--only", default="", help="valid or 401 (default: both)")
+    ap.add_argument("--access-log", default="both", choices=["on", "off", "both"])
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started
+    w = World(os.path.abspath(args.build))
+    try:
+        w.config(False)
+        cases = [("valid key", w.key), ("401 unknown key", UNKNOWN)]
+        if args.only == "valid":
+            cases = cases[:1]
+        elif args.only == "401":
+            cases = cases[1:]
+        logs = {"on": [True], "off": [False], "both": [False, True]}[args.access_log]
+        print(f"{'path':<16} {'access log':<10} {'allocs/req':>10} {'bytes/req':>10} "
+              f"{'instr/req':>10}  statuses")
+        for name, key in cases:
+            for access_log in logs:
+                allocs = nbytes = instr = None
+                statuses = {}
+                if args.mode in ("alloc", "both"):
+                    allocs, nbytes, statuses = measure_alloc(w, access_log, key,
+                                                             args.requests or 20000)
+                if args.mode in ("instr", "both"):
+                    instr, s2 = measure_instr(w, access_log, key, args.requests or 2000)
+                    statuses = statuses or s2
+                fmt = lambda v, f: "-" if v is None else format(v, f)
+                print(f"{name:<16} {'on' if access_log else 'off':<10} {fmt(allocs, '.2f'):>10} "
+                      f"{fmt(nbytes, '.0f'):>10} {fmt(instr, '.0f'):>10}  {statuses}", flush=True)
+    finally:
+        w.close()
+
+
+if __name__ == "__main__":
+    main()
