@@ -2,18 +2,17 @@
 
 namespace keygate::errors {
 
-Error bad_request(std::string message) {
+Error bad_request(MessageText message) {
   return Error{400, "VALIDATION_ERROR", "", std::move(message), nlohmann::json::object(), {}};
 }
-Error auth(std::string_view reason, std::string message) {
-  return Error{401, "AUTH_ERROR", std::string(reason), std::move(message), nlohmann::json::object(),
-               {}};
+// The request path's refusals: no allocation for a literal message (null details).
+Error auth(std::string_view reason, MessageText message) {
+  return Error{401, "AUTH_ERROR", std::string(reason), std::move(message), nlohmann::json(), {}};
 }
-Error forbidden(std::string_view reason, std::string message) {
-  return Error{403, "FORBIDDEN", std::string(reason), std::move(message), nlohmann::json::object(),
-               {}};
+Error forbidden(std::string_view reason, MessageText message) {
+  return Error{403, "FORBIDDEN", std::string(reason), std::move(message), nlohmann::json(), {}};
 }
-Error not_found(std::string message) {
+Error not_found(MessageText message) {
   return Error{404, "NOT_FOUND", "", std::move(message), nlohmann::json::object(), {}};
 }
 Error payload_too_large(std::uint64_t limit) {
@@ -42,22 +41,23 @@ Error rate_limited(std::int64_t retry_after_seconds) {
 }
 Error credits_exhausted(std::int64_t cost, std::int64_t remaining,
                         std::optional<std::int64_t> refill_in_seconds) {
-  Error e{429,
-          "RATE_LIMIT_ERROR",
-          "credits",
-          "This API key has no credits left for this request (it costs " + std::to_string(cost) +
-              ", " + std::to_string(remaining) + " left).",
-          nlohmann::json{{"cost", cost}, {"credits_remaining", remaining}},
-          refill_in_seconds};
+  std::string message = "This API key has no credits left for this request (it costs " +
+                        std::to_string(cost) + ", " + std::to_string(remaining) + " left).";
+  nlohmann::json details{{"cost", cost}, {"credits_remaining", remaining}};
   if (refill_in_seconds) {
-    e.message += " Credits refill in " + std::to_string(*refill_in_seconds) + " seconds.";
-    e.details["retry_after_seconds"] = *refill_in_seconds;
+    message += " Credits refill in " + std::to_string(*refill_in_seconds) + " seconds.";
+    details["retry_after_seconds"] = *refill_in_seconds;
   } else {
-    e.message += " Ask for more credits.";
+    message += " Ask for more credits.";
   }
-  return e;
+  return Error{429,
+               "RATE_LIMIT_ERROR",
+               "credits",
+               std::move(message),
+               std::move(details),
+               refill_in_seconds};
 }
-Error upstream_error(std::string message) {
+Error upstream_error(MessageText message) {
   return Error{502, "UPSTREAM_ERROR", "upstream", std::move(message), nlohmann::json::object(), {}};
 }
 Error upstream_timeout() {
@@ -68,7 +68,7 @@ Error upstream_timeout() {
                nlohmann::json::object(),
                {}};
 }
-Error unavailable(std::string_view reason, std::string message) {
+Error unavailable(std::string_view reason, MessageText message) {
   return Error{
       503, "UNAVAILABLE", std::string(reason), std::move(message), nlohmann::json::object(), {}};
 }

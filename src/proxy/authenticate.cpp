@@ -4,8 +4,8 @@ namespace keygate {
 
 std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Context& ctx,
                                   UnixMillis now) {
-  if (!ctx.credential) return errors::auth("missing", rt.missing_message);
-  const std::string& key = ctx.credential->value;
+  if (!ctx.credential) return errors::auth("missing", MessageText::lasting(rt.missing_message));
+  const std::string_view key = ctx.credential->value;
   // Cheap rejections first: garbage never costs a hash, unknown keys never a store query.
   // Imported foreign-format keys have no checksum: once the index holds any, a
   // credential failing the keygate format is looked up by hash like the rest.
@@ -51,8 +51,8 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
   }
   if (!ctx.policy.plan->allow)
     return errors::forbidden("plan", ctx.policy.plan->message.empty()
-                                         ? "Your plan does not include API access."
-                                         : ctx.policy.plan->message);
+                                         ? MessageText("Your plan does not include API access.")
+                                         : MessageText::lasting(ctx.policy.plan->message));
   return std::nullopt;
 }
 

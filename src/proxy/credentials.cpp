@@ -49,7 +49,7 @@ std::optional<Error> extract_credential(const RequestView& req, const AuthConfig
   auto offer = [&](std::string_view value, const AuthSource& src) -> std::optional<Error> {
     if (ctx.credential && ctx.credential->value != value)
       return errors::auth("conflict", "Two different API keys were sent; send exactly one.");
-    if (!ctx.credential) ctx.credential = Credential{std::string(value), src};
+    if (!ctx.credential) ctx.credential = Credential{value, src};
     return std::nullopt;
   };
   for (const auto& src : auth.sources) {

@@ -89,13 +89,43 @@ nlohmann::json details_of(const Error& e) {
   return d;
 }
 
+// Stands for the request id in a body kept as pieces. Control characters come
+// out of any JSON dump escaped, so this is how the marker reads in the body
+// wherever the id went (typed or inside a longer string), and no configured
+// text can hold it by accident.
+constexpr std::string_view kIdMarker = "\x01kg-request-id\x01";
+constexpr std::string_view kIdMarkerDumped = "\\u0001kg-request-id\\u0001";
+
+// An id that needs no JSON escaping can be spliced as is (ids are visible
+// ASCII; only '"' and '\\' would need escapes).
+bool splices_verbatim(std::string_view id) {
+  return id.find_first_of("\"\\") == std::string_view::npos;
+}
+
+// Depends on nothing but the request id: no retry time, no extra details.
+bool cacheable(const Error& e) {
+  return !e.retry_after && !e.reset_after && (e.details.is_null() || e.details.empty());
+}
+
 }  // namespace
+
+std::string RenderCache::take() {
+  if (spare_.empty()) return {};
+  std::string s = std::move(spare_.back());
+  spare_.pop_back();
+  s.clear();
+  return s;
+}
+
+void RenderCache::give(std::string body) {
+  if (body.capacity() > 0 && spare_.size() < kMaxSpare) spare_.push_back(std::move(body));
+}
 
 std::string ErrorRenderer::envelope(const Error& e, std::string_view request_id) {
   nlohmann::ordered_json body = {{"success", false},
                                  {"error",
                                   {{"code", e.code},
-                                   {"message", e.message},
+                                   {"message", e.message.view()},
                                    {"details", details_of(e)},
                                    {"request_id", request_id}}}};
   return to_text(body);
@@ -120,7 +150,8 @@ std::string ErrorRenderer::render(const Error& e, std::string_view request_id,
   auto code = style_->codes.find(e.code);
   v.code = code != style_->codes.end() ? code->second : e.code;
   auto msg = style_->messages.find(e.reason);
-  v.message = substitute(msg != style_->messages.end() ? msg->second : e.message, v);
+  v.message = substitute(
+      msg != style_->messages.end() ? std::string_view(msg->second) : e.message.view(), v);
 
   const nlohmann::ordered_json* tmpl = &style_->template_body;
   if (auto t = style_->templates.find(e.reason); t != style_->templates.end()) tmpl = &t->second;
@@ -131,6 +162,42 @@ std::string ErrorRenderer::render(const Error& e, std::string_view request_id,
     return envelope(styled, request_id);
   }
   return to_text(fill(*tmpl, v));
+}
+
+void ErrorRenderer::render_into(std::string& out, const Error& e, std::string_view request_id,
+                                std::chrono::system_clock::time_point now,
+                                RenderCache* cache) const {
+  out.clear();
+  if (!cache || !cacheable(e) || !splices_verbatim(request_id)) {
+    out += render(e, request_id, now);
+    return;
+  }
+  RenderCache::Entry* hit = nullptr;
+  for (auto& entry : cache->entries_) {
+    if (entry.renderer == this && entry.status == e.status && entry.reason == e.reason &&
+        entry.message == e.message.view() && entry.code == e.code) {
+      hit = &entry;
+      break;
+    }
+  }
+  if (!hit) {
+    if (cache->entries_.size() >= RenderCache::kMaxEntries) cache->entries_.clear();
+    RenderCache::Entry entry{this, e.status, e.code, e.reason, std::string(e.message.view()), {}};
+    const std::string marked = render(e, kIdMarker, now);
+    std::string_view rest = marked;
+    for (auto at = rest.find(kIdMarkerDumped); at != std::string_view::npos;
+         at = rest.find(kIdMarkerDumped)) {
+      entry.pieces.emplace_back(rest.substr(0, at));
+      rest.remove_prefix(at + kIdMarkerDumped.size());
+    }
+    entry.pieces.emplace_back(rest);
+    cache->entries_.push_back(std::move(entry));
+    hit = &cache->entries_.back();
+  }
+  for (std::size_t i = 0; i < hit->pieces.size(); ++i) {
+    if (i > 0) out += request_id;
+    out += hit->pieces[i];
+  }
 }
 
 }  // namespace keygate

@@ -2,8 +2,10 @@
 
 #include <openssl/rand.h>
 
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <random>
-#include <vector>
+#include <stdexcept>
 
 #include "keygate/core/ascii.hpp"
 
@@ -11,7 +13,7 @@ namespace keygate {
 
 namespace http = boost::beast::http;
 
-std::string new_request_id() {
+void new_request_id(std::string& out) {
   // Ids need to be unique, not secret: a per-thread generator seeded from the CSPRNG.
   thread_local std::mt19937_64 gen = [] {
     std::uint64_t seed = 0;
@@ -20,44 +22,31 @@ std::string new_request_id() {
     return std::mt19937_64(seed);
   }();
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
+  out.assign(32, '0');
   for (int half = 0; half < 2; ++half) {
     std::uint64_t v = gen();
-    for (int i = 0; i < 16; ++i) id[static_cast<size_t>(half * 16 + i)] = kHex[(v >> (i * 4)) & 15];
+    for (int i = 0; i < 16; ++i)
+      out[static_cast<size_t>(half * 16 + i)] = kHex[(v >> (i * 4)) & 15];
   }
+}
+
+std::string new_request_id() {
+  std::string id;
+  new_request_id(id);
   return id;
 }
 
-std::string choose_request_id(std::string_view v) {
-  if (v.empty() || v.size() > 128) return new_request_id();
+void choose_request_id(std::string_view v, std::string& out) {
+  if (v.empty() || v.size() > 128) return new_request_id(out);
   for (char c : v)
-    if (c < 0x21 || c > 0x7e) return new_request_id();
-  return std::string(v);
+    if (c < 0x21 || c > 0x7e) return new_request_id(out);
+  out.assign(v);
 }
 
-void remove_hop_by_hop(Fields& f) {
-  std::vector<std::string> named;
-  for (auto it = f.find(http::field::connection);
-       it != f.end() && it->name() == http::field::connection; ++it) {
-    std::string_view v = it->value();
-    while (!v.empty()) {
-      auto comma = v.find(',');
-      std::string_view tok = v.substr(0, comma);
-      while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
-      while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
-      if (!tok.empty() && !ascii_iequals(tok, "close") && !ascii_iequals(tok, "keep-alive") &&
-          !ascii_iequals(tok, "transfer-encoding") && !ascii_iequals(tok, "content-length"))
-        named.emplace_back(tok);
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  for (const auto& n : named) f.erase(n);
-  for (auto field :
-       {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
-        http::field::te, http::field::trailer, http::field::upgrade,
-        http::field::proxy_authorization, http::field::proxy_authenticate})
-    f.erase(field);
+std::string choose_request_id(std::string_view v) {
+  std::string id;
+  choose_request_id(v, id);
+  return id;
 }
 
 namespace {
@@ -67,6 +56,82 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
 }
+
+bool fixed_hop_by_hop(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::upgrade:
+    case http::field::proxy_authorization:
+    case http::field::proxy_authenticate:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Calls `fn` with each name the head's Connection fields list, until it
+// returns true. Every Connection field counts, wherever it sits in the head.
+// close and keep-alive are options, not names; framing fields are never
+// dropped this way (whoever writes the head decides the framing).
+template <class Fn>
+bool any_connection_name(const Fields& f, Fn&& fn) {
+  for (const auto& field : f) {
+    if (field.name() != http::field::connection) continue;
+    std::string_view v = field.value();
+    while (!v.empty()) {
+      auto comma = v.find(',');
+      std::string_view tok = trim(v.substr(0, comma));
+      if (!tok.empty() && !ascii_iequals(tok, "close") && !ascii_iequals(tok, "keep-alive") &&
+          !ascii_iequals(tok, "transfer-encoding") && !ascii_iequals(tok, "content-length") &&
+          fn(tok))
+        return true;
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+HopByHop::HopByHop(const Fields& f) : fields_(&f) {
+  any_connection_name(f, [this](std::string_view tok) {
+    if (count_ < kMaxNamed) named_[count_] = tok;
+    ++count_;
+    return false;
+  });
+}
+
+bool HopByHop::operator()(const Fields::value_type& field) const {
+  if (fixed_hop_by_hop(field.name())) return true;
+  if (count_ == 0) return false;
+  std::string_view name = field.name_string();
+  if (count_ > kMaxNamed)  // more names than kept: read them again
+    return any_connection_name(*fields_,
+                               [name](std::string_view tok) { return ascii_iequals(tok, name); });
+  for (std::size_t i = 0; i < count_; ++i)
+    if (ascii_iequals(named_[i], name)) return true;
+  return false;
+}
+
+void remove_hop_by_hop(Fields& f) {
+  HopByHop hop(f);
+  Fields kept;
+  for (const auto& field : f)
+    if (!hop(field)) kept.insert(field.name(), field.name_string(), field.value());
+  // Names listed in Connection are matched against `f`, which must outlive `hop`.
+  f = std::move(kept);
+}
+
+namespace {
 
 // Header names compared as CGI/WSGI/PHP see them: case-insensitive, '_' read as '-'.
 bool same_name(std::string_view sent, std::string_view name) {
@@ -134,69 +199,119 @@ std::string strip_query_credentials(std::string_view target, const Context& ctx,
   return out;
 }
 
-// One pass over the client's fields: names with '_' (unless allowed), anything
-// that reads as an identity header (also with '_' for '-'), and keys in
-// credential headers.
-void strip_request_fields(Fields& f, const Context& ctx, const Runtime& rt) {
-  const Config& c = rt.config;
-  const std::string& prefix = c.identity_header_prefix;
-  for (auto it = f.begin(); it != f.end();) {
-    std::string_view name = it->name_string();
-    bool drop;
-    if (name.find('_') != std::string_view::npos && !c.limits.allow_underscores_in_headers)
-      drop = true;  // nginx's underscores_in_headers off
-    else if (name.size() >= prefix.size() && same_name(name.substr(0, prefix.size()), prefix))
-      drop = true;
-    else
-      drop = credential_header(name, c.auth) &&
-             strip_credential(credential_token(it->value()), ctx, rt);
-    it = drop ? f.erase(it) : std::next(it);
-  }
-}
-
 bool has_query_source(const AuthConfig& auth) {
   for (const auto& src : auth.sources)
     if (src.kind == AuthSource::Kind::query) return true;
   return false;
 }
 
+// A field of the client's that does not go upstream as sent: names with '_'
+// (unless allowed), anything that reads as an identity header (also with '_'
+// for '-'), and keys in credential headers.
+bool stripped(const Fields::value_type& field, const Context& ctx, const Runtime& rt) {
+  const Config& c = rt.config;
+  const std::string& prefix = c.identity_header_prefix;
+  std::string_view name = field.name_string();
+  if (name.find('_') != std::string_view::npos && !c.limits.allow_underscores_in_headers)
+    return true;  // nginx's underscores_in_headers off
+  if (name.size() >= prefix.size() && same_name(name.substr(0, prefix.size()), prefix)) return true;
+  return credential_header(name, c.auth) &&
+         strip_credential(credential_token(field.value()), ctx, rt);
+}
+
+// Every field that goes upstream, in order, as emit(name, name_rest, value,
+// value_rest) (each name and value in up to two parts: no string is built).
+// The client's fields come first, less the dropped ones and those the gateway
+// sets; the gateway's follow, in the order Beast's set() would leave them.
+template <class Emit>
+void forwarded_fields(const Fields& f, const Context& ctx, const Runtime& rt,
+                      const ForwardInfo& info, Emit&& emit) {
+  const Config& c = rt.config;
+  const HopByHop hop(f);
+  const bool authority = !ctx.target.authority.empty();
+  const auto host = f.find(http::field::host);
+  const bool has_host = authority || host != f.end();
+  std::string_view xff;  // the first one: the others are replaced with it
+  if (auto it = f.find("X-Forwarded-For"); it != f.end()) xff = it->value();
+  for (const auto& field : f) {
+    if (hop(field) || stripped(field, ctx, rt)) continue;
+    const std::string_view name = field.name_string();
+    if (ascii_iequals(name, "X-Forwarded-For") || ascii_iequals(name, "X-Forwarded-Proto") ||
+        ascii_iequals(name, "X-Request-Id") ||
+        (has_host && ascii_iequals(name, "X-Forwarded-Host")) ||
+        (authority && field.name() == http::field::host))
+      continue;  // set below
+    emit(name, {}, field.value(), {});
+  }
+  if (info.websocket) {
+    emit("Connection", {}, "Upgrade", {});
+    emit("Upgrade", {}, f[http::field::upgrade], {});
+  }
+  const std::string& prefix = c.identity_header_prefix;
+  if (ctx.key) {
+    emit(prefix, "Key-Id", ctx.key->id(), {});
+    emit(prefix, "Key-Name", ctx.key->name(), {});
+    emit(prefix, "Owner", ctx.key->owner(), {});
+    emit(prefix, "Scopes", ctx.key->scopes_csv(), {});
+    emit(prefix, "Plan", ctx.plan, {});
+  }
+  if (xff.empty())
+    emit("X-Forwarded-For", {}, ctx.client_ip, {});
+  else
+    emit("X-Forwarded-For", {}, xff, ", ", ctx.client_ip);
+  emit("X-Forwarded-Proto", {}, info.client_tls ? "https" : "http", {});
+  if (authority) {
+    emit("Host", {}, ctx.target.authority, {});
+    emit("X-Forwarded-Host", {}, ctx.target.authority, {});
+  } else if (host != f.end()) {
+    emit("X-Forwarded-Host", {}, host->value(), {});
+  } else {
+    emit("Host", {}, c.upstream.host_header, {});
+  }
+  emit("X-Request-Id", {}, ctx.request_id, {});
+}
+
 }  // namespace
+
+void write_request_head(std::string& out, std::string_view method, std::string_view target,
+                        const Fields& f, const Context& ctx, const Runtime& rt,
+                        const ForwardInfo& info) {
+  out += method;
+  out += ' ';
+  if (has_query_source(rt.config.auth))
+    out += strip_query_credentials(target, ctx, rt);
+  else
+    out += target;
+  out += " HTTP/1.1\r\n";
+  forwarded_fields(f, ctx, rt, info,
+                   [&out](std::string_view name, std::string_view name_rest, std::string_view value,
+                          std::string_view value_rest, std::string_view value_tail = {}) {
+                     out += name;
+                     out += name_rest;
+                     out += ": ";
+                     out += value;
+                     out += value_rest;
+                     out += value_tail;
+                     out += "\r\n";
+                   });
+  out += "\r\n";
+}
 
 std::string rewrite_request(Fields& f, std::string_view target, const Context& ctx,
                             const Runtime& rt, const ForwardInfo& info) {
-  const Config& c = rt.config;
-  std::string upgrade;
-  if (info.websocket) upgrade = std::string(f[http::field::upgrade]);
-  remove_hop_by_hop(f);
-  if (info.websocket) {
-    f.set(http::field::connection, "Upgrade");
-    f.set(http::field::upgrade, upgrade);
-  }
-
-  strip_request_fields(f, ctx, rt);
-  std::string out_target =
-      has_query_source(c.auth) ? strip_query_credentials(target, ctx, rt) : std::string(target);
-
-  const std::string& prefix = c.identity_header_prefix;
-  if (ctx.key) {
-    f.set(prefix + "Key-Id", ctx.key->id());
-    f.set(prefix + "Key-Name", ctx.key->name());
-    f.set(prefix + "Owner", ctx.key->owner());
-    f.set(prefix + "Scopes", ctx.key->scopes_csv());
-    f.set(prefix + "Plan", ctx.plan);
-  }
-
-  std::string xff(f["X-Forwarded-For"]);
-  f.set("X-Forwarded-For", xff.empty() ? ctx.client_ip : xff + ", " + ctx.client_ip);
-  f.set("X-Forwarded-Proto", info.client_tls ? "https" : "http");
-  // An absolute-form target names the host; its Host header is ignored (RFC 9112 §3.2.2).
-  if (!ctx.target.authority.empty()) f.set(http::field::host, ctx.target.authority);
-  if (auto host = f.find(http::field::host); host != f.end())
-    f.set("X-Forwarded-Host", host->value());
-  else
-    f.set(http::field::host, c.upstream.host_header);
-  f.set("X-Request-Id", ctx.request_id);
-  return out_target;
+  // The very bytes the proxy sends, read back: tests of this see the wire.
+  std::string head;
+  write_request_head(head, "GET", target, f, ctx, rt, info);
+  http::request_parser<http::empty_body> parser;
+  parser.eager(false);
+  boost::system::error_code ec;
+  parser.put(boost::asio::buffer(head), ec);
+  if (ec || !parser.is_header_done())
+    throw std::logic_error("the forwarded head does not parse: " + ec.message());
+  Fields out;
+  for (const auto& field : parser.get()) out.insert(field.name_string(), field.value());
+  f = std::move(out);
+  return std::string(parser.get().target());
 }
 
 }  // namespace keygate

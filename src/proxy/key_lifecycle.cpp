@@ -1,23 +1,30 @@
+#include <fmt/format.h>
+
 #include "keygate/core/http_date.hpp"
 #include "keygate/proxy/stages.hpp"
 
 namespace keygate {
 
-void add_key_lifecycle_headers(const Context& ctx, Fields& out) {
+// Numbers are formatted on the stack (fmt::format_int): no allocation on the
+// request path.
+void add_key_lifecycle_headers(const Context& ctx, HeaderSink& out) {
   if (ctx.credits) {
-    out.set("X-Credits-Remaining", std::to_string(ctx.credits->remaining));
+    const fmt::format_int remaining(ctx.credits->remaining);
+    out.set("X-Credits-Remaining", {remaining.data(), remaining.size()});
     // A credits refusal: retry once they refill (a rate-limit Retry-After, if
     // any, is sooner and would only meet the same refusal).
-    if (ctx.reason == "credits" && ctx.credits->next_refill)
-      out.set("Retry-After", std::to_string(std::max<std::int64_t>(
-                                 1, (ctx.credits->next_refill - ctx.now + 999) / 1000)));
+    if (ctx.reason == "credits" && ctx.credits->next_refill) {
+      const fmt::format_int retry(
+          std::max<std::int64_t>(1, (ctx.credits->next_refill - ctx.now + 999) / 1000));
+      out.set("Retry-After", {retry.data(), retry.size()});
+    }
   }
   if (ctx.deprecated && ctx.key) {
     // RFC 9745: a structured-field Date (@ Unix seconds) of when the key was
     // deprecated (its rotation); RFC 8594: the HTTP-date it stops working.
-    std::string deprecated_at = "@";  // (appended: g++ 12 -Wrestrict misfires on "@" + string)
-    deprecated_at += std::to_string(ctx.key->rotated_at() / 1000);
-    out.set("Deprecation", deprecated_at);
+    fmt::memory_buffer deprecated_at;  // inline storage
+    fmt::format_to(std::back_inserter(deprecated_at), "@{}", ctx.key->rotated_at() / 1000);
+    out.set("Deprecation", {deprecated_at.data(), deprecated_at.size()});
     if (ctx.key->expires_at()) {
       const auto sunset = format_http_date(ctx.key->expires_at() / 1000);
       out.set("Sunset", std::string_view(sunset.data(), sunset.size()));

@@ -8,7 +8,8 @@ Verdict Pipeline::reply(const Error& e, Context& ctx) const {
   ctx.reason = e.reason;
   Verdict v;
   v.status = e.status;
-  v.body = rt_.renderer.render(e, ctx.request_id, std::chrono::system_clock::now());
+  v.body = cache_ ? cache_->take() : std::string();
+  rt_.renderer.render_into(v.body, e, ctx.request_id, std::chrono::system_clock::now(), cache_);
   v.www_authenticate = e.status == 401;
   return v;
 }

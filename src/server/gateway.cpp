@@ -316,6 +316,7 @@ int serve(Config config) {
         RedisBackend* rb = shared_limits ? redis_backends[i] : nullptr;
         asio::post(workers[i]->ioc, [&wk = *workers[i], rb, fresh, tls, adopted] {
           wk.runtime = fresh;
+          wk.replies.clear();  // bodies rendered in the old error style
           wk.tls = tls;
           if (rb) rb->adopt(fresh->config.rate_limit.redis);  // timeout, on_error
           adopted();
@@ -353,7 +354,7 @@ int serve(Config config) {
       acceptors[i]->close(ignored);
       if (i == 0 && admin_acceptor) admin_acceptor->close(ignored);
       if (i == 0 && metrics_acceptor) metrics_acceptor->close(ignored);
-      for (auto* s : workers[i]->idle_streams) s->socket().cancel(ignored);
+      for (auto& c : workers[i]->idle) c.socket->cancel(ignored);
     });
   }
   auto deadline = std::chrono::steady_clock::now() + config.shutdown_timeout;

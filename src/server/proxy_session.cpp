@@ -2,15 +2,18 @@
 // locally or relay to the upstream, streaming bodies both ways in fixed-size
 // chunks (never buffering a whole body). Stages never see a socket; this file
 // is the only place of the proxy that does I/O.
+#include <sys/socket.h>
+
+#include <memory_resource>
+
 #include "keygate/core/ascii.hpp"
 #include "keygate/core/http_date.hpp"
 #include "keygate/observe/log.hpp"
 #include "keygate/proxy/forward_headers.hpp"
+#include "keygate/proxy/response_headers.hpp"
 #include "keygate/proxy/stages.hpp"
 #include "server/wire.hpp"
 #include "server/worker.hpp"
-
-#include <sys/socket.h>
 
 namespace keygate {
 
@@ -51,6 +54,31 @@ class ChunkLease {
   std::unique_ptr<char[]> chunk_;
 };
 
+// A request's arena: its parsed heads (the client's and the upstream's) are
+// allocated here, from a block borrowed from the thread's pool, and released
+// all at once when the request ends. A head bigger than the block spills to
+// the heap until then.
+class ArenaLease {
+ public:
+  explicit ArenaLease(ArenaPool& pool)
+      : pool_(pool), block_(pool.take()), arena_(block_.get(), ArenaPool::kSize) {}
+  ~ArenaLease() {
+    arena_.release();
+    pool_.give(std::move(block_));
+  }
+  ArenaLease(const ArenaLease&) = delete;
+  ArenaLease& operator=(const ArenaLease&) = delete;
+  ArenaAllocator<char> allocator() { return ArenaAllocator<char>(&arena_); }
+
+ private:
+  ArenaPool& pool_;
+  std::unique_ptr<char[]> block_;
+  std::pmr::monotonic_buffer_resource arena_;
+};
+
+using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
+using ResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
+
 class ProxySession {
  public:
   ProxySession(Stream s, std::shared_ptr<asio::ssl::context> tls, Worker& w, Services& svc)
@@ -61,7 +89,7 @@ class ProxySession {
       auto addr = ep.address();
       if (addr.is_v6() && addr.to_v6().is_v4_mapped())
         addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-      client_ip_ = addr.to_string();
+      ctx_.client_ip = addr.to_string();
     }
     stream_.socket().set_option(tcp::no_delay(true), ec);
   }
@@ -104,7 +132,7 @@ class ProxySession {
           "HTTP/1.1 400 Bad Request\r\nDate: " + std::string(http_date_now()) +
           "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
           std::to_string(body.size()) + "\r\n\r\n" + body;
-      co_await asio::async_write(stream_.tcp(), asio::buffer(reply), use_tuple);
+      co_await asio::async_write(stream_.socket(), asio::buffer(reply), use_tuple);
       svc_.metrics.count_request(400, "bad_request");
       co_return false;
     }
@@ -117,9 +145,10 @@ class ProxySession {
   awaitable<bool> wait_for_request(const Config& cfg) {
     if (buffer_.size() > 0) co_return true;
     stream_.expires_after(first_ ? cfg.limits.header_timeout : cfg.limits.idle_timeout);
-    auto it = w_.idle_streams.insert(w_.idle_streams.end(), &stream_.tcp());
+    idle_.socket = &stream_.socket();
+    w_.idle.push_back(idle_);
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(16 * 1024), use_tuple);
-    w_.idle_streams.erase(it);
+    idle_.unlink();
     if (ec) co_return false;
     buffer_.commit(n);
     co_return true;
@@ -132,22 +161,26 @@ class ProxySession {
     first_ = false;
     auto start = std::chrono::steady_clock::now();
 
-    http::request_parser<http::buffer_body> parser;
+    // Declared before the parser, which allocates from it.
+    ArenaLease arena(w_.arenas);
+    RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                         std::make_tuple(arena.allocator()));
     parser.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_bytes));
     parser.body_limit(cfg.limits.max_body_bytes);
     stream_.expires_after(cfg.limits.header_timeout);
     auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
     head_ = !ec && parser.get().method() == http::verb::head;
 
-    Context ctx;
-    ctx.client_ip = client_ip_;
-    Pipeline pipeline(*rt, svc_.index, *w_.limits, &svc_.usage, svc_.state);
+    // One context per connection, cleared per request: its strings keep their capacity.
+    Context& ctx = ctx_;
+    ctx.clear();
+    Pipeline pipeline(*rt, svc_.index, *w_.limits, &svc_.usage, svc_.state, &w_.replies);
     if (ec) {
       // A slow or vanished client is just cut off; a malformed one gets told why.
       if (timed_out(ec) || ec == asio::error::eof || ec == http::error::end_of_stream ||
           ec == asio::error::connection_reset || ec == http::error::partial_message)
         co_return false;
-      ctx.request_id = new_request_id();
+      new_request_id(ctx.request_id);
       Error err = ec == http::error::header_limit
                       ? errors::headers_too_large(cfg.limits.max_header_bytes)
                   : ec == http::error::body_limit
@@ -156,22 +189,23 @@ class ProxySession {
       if (err.status == 400) err.reason = "bad_request";
       Verdict v = pipeline.reply(err, ctx);
       Outcome o{v.status};
-      co_await write_local(v, ctx, cfg, false, 11);
+      co_await write_local(v, *rt, false, 11);
       finish(ctx, "-", "-", o, start);
       co_return false;
     }
 
     auto& req = parser.get();
-    ctx.request_id = choose_request_id(req["X-Request-Id"]);
-    const std::string method(req.method_string());  // short: no allocation
-    std::string path;  // the target is rewritten before the access log is written
+    choose_request_id(req["X-Request-Id"], ctx.request_id);
+    const std::string_view method = req.method_string();  // lives as long as the parser
+    // The target is rewritten before the access log is written: the path as sent.
+    std::string_view path;
     if (log::access_enabled()) path = req.target().substr(0, req.target().find('?'));
     if (auto err = check_framing(req, req.version())) {
       // The body's extent is in doubt: never read on, or it becomes the next request.
       Verdict v = pipeline.reply(*err, ctx);
       Outcome o{v.status};
       o.bytes_out = v.body.size();
-      co_await write_local(v, ctx, cfg, false, req.version());
+      co_await write_local(v, *rt, false, req.version());
       finish(ctx, method, path, o, start);
       co_return false;
     }
@@ -194,50 +228,54 @@ class ProxySession {
       keep = keep && !body_pending;
       Outcome o{v.status};
       o.bytes_out = v.body.size();
-      bool ok = co_await write_local(v, ctx, cfg, keep, req.version());
+      bool ok = co_await write_local(v, *rt, keep, req.version());
       finish(ctx, method, path, o, start);
       co_return (ok && keep);
     }
     Outcome o;
-    bool again = co_await forward(parser, ctx, *rt, pipeline, keep, o);
+    bool again = co_await forward(parser, ctx, arena, *rt, pipeline, keep, o);
     finish(ctx, method, path, o, start);
     co_return again;
   }
 
-  awaitable<bool> write_local(const Verdict& v, const Context& ctx, const Config& cfg,
-                              bool keep_alive, unsigned version) {
-    http::response<http::string_body> res{static_cast<http::status>(v.status), version};
-    res.set(http::field::date, http_date_now());
-    res.set(http::field::content_type, "application/json");
-    res.set("X-Request-Id", ctx.request_id);
-    if (v.www_authenticate) res.set(http::field::www_authenticate, "Bearer realm=\"keygate\"");
-    add_rate_limit_headers(cfg.rate_limit, ctx, res, epoch_seconds());
-    add_key_lifecycle_headers(ctx, res);
-    res.body() = v.body;
-    res.keep_alive(keep_alive);
-    res.prepare_payload();
-    stream_.expires_after(cfg.limits.idle_timeout);
-    if (head_) {  // the answer to HEAD is the head alone (with the length a GET would get)
-      http::response_serializer<http::string_body> head_only{res};
-      auto [hec, hn] = co_await http::async_write_header(stream_, head_only, use_tuple);
-      co_return !hec;
-    }
-    auto [ec, n] = co_await http::async_write(stream_, res, use_tuple);
+  // A local reply: one head written flat (status line, date, content type,
+  // challenge, X-Request-Id, rate-limit headers, length, connection) and the
+  // body, in one write. The body's string goes back to the thread's cache.
+  awaitable<bool> write_local(Verdict& v, const Runtime& rt, bool keep_alive, unsigned version) {
+    reply_head_.clear();
+    wire::status_line(reply_head_, version, static_cast<unsigned>(v.status));
+    reply_head_ += "Date: ";
+    reply_head_ += http_date_now();
+    reply_head_ += "\r\n";
+    edits_.clear();
+    add_local_reply_headers(edits_, v, ctx_, rt, epoch_seconds());
+    edits_.append_to(reply_head_);
+    reply_head_ += "Content-Length: ";
+    wire::append_number(reply_head_, v.body.size());
+    reply_head_ += "\r\n";
+    wire::connection(reply_head_, version, keep_alive);
+    reply_head_ += "\r\n";
+    // The answer to HEAD is the head alone (with the length a GET would get).
+    const std::array<asio::const_buffer, 2> buffers{
+        asio::buffer(reply_head_), head_ ? asio::const_buffer() : asio::buffer(v.body)};
+    stream_.expires_after(rt.config.limits.idle_timeout);
+    auto [ec, n] = co_await asio::async_write(stream_, buffers, use_tuple);
+    w_.replies.give(std::move(v.body));
     co_return !ec;
   }
 
   // Local error after the request was accepted for forwarding.
-  awaitable<bool> fail_forward(const Error& e, Context& ctx, const Config& cfg,
+  awaitable<bool> fail_forward(const Error& e, Context& ctx, const Runtime& rt,
                                const Pipeline& pipeline, bool keep, unsigned version, Outcome& o) {
     Verdict v = pipeline.reply(e, ctx);
     o.status = v.status;
     o.bytes_out = v.body.size();
-    bool ok = co_await write_local(v, ctx, cfg, keep, version);
+    bool ok = co_await write_local(v, rt, keep, version);
     co_return (ok && keep);
   }
 
-  awaitable<bool> forward(http::request_parser<http::buffer_body>& parser, Context& ctx,
-                          const Runtime& rt, const Pipeline& pipeline, bool keep, Outcome& o) {
+  awaitable<bool> forward(RequestParser& parser, Context& ctx, ArenaLease& arena, const Runtime& rt,
+                          const Pipeline& pipeline, bool keep, Outcome& o) {
     const Config& cfg = rt.config;
     auto& req = parser.get();
     const unsigned client_version = req.version();
@@ -255,9 +293,10 @@ class ProxySession {
         if (ec) co_return false;
       }
     }
-    req.target(
-        rewrite_request(req, ctx.target.target, ctx, rt, {stream_.tls() != nullptr, websocket}));
-    req.version(11);
+    // The head going upstream, written once (a retry sends the same bytes).
+    request_head_.clear();
+    write_request_head(request_head_, req.method_string(), ctx.target.target, req, ctx, rt,
+                       {stream_.tls() != nullptr, websocket});
 
     // Retry once, on a fresh connection, when a reused one fails before any
     // response byte and no body was sent (Pingora's rule): the upstream may
@@ -265,7 +304,7 @@ class ProxySession {
     const bool bodiless = parser.is_done();
     ChunkLease chunk(w_.chunks);
     std::unique_ptr<UpstreamConn> conn;
-    std::optional<http::response_parser<http::buffer_body>> rp;
+    std::optional<ResponseParser> rp;
     auto upstream_start = std::chrono::steady_clock::now();
     for (int attempt = 0;; ++attempt) {
       boost::system::error_code ec;
@@ -283,19 +322,19 @@ class ProxySession {
                               "TLS with the upstream service failed (certificate not "
                               "trusted or not for this host).")
                         : errors::upstream_error("The upstream service could not be reached.");
-        co_return co_await fail_forward(err, ctx, cfg, pipeline, keep && parser.is_done(),
+        co_return co_await fail_forward(err, ctx, rt, pipeline, keep && parser.is_done(),
                                         client_version, o);
       }
       const bool may_retry = attempt == 0 && conn->reused && bodiless;
 
       // Request: head, then the body as it arrives.
-      RelayResult sent = co_await relay(stream_, buffer_, parser, conn->stream,
-                                        wire::request_head(req), req.chunked(), chunk.get(),
-                                        cfg.limits.idle_timeout, Millis(0), o.bytes_in);
+      RelayResult sent =
+          co_await relay(stream_, buffer_, parser, conn->stream, request_head_, req.chunked(),
+                         chunk.get(), cfg.limits.idle_timeout, Millis(0), o.bytes_in);
       if (sent.read) {
         if (sent.read == http::error::body_limit) {
           Error err = errors::payload_too_large(cfg.limits.max_body_bytes);
-          co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
+          co_return co_await fail_forward(err, ctx, rt, pipeline, false, client_version, o);
         }
         o.status = 499;  // client went away mid-body
         ctx.reason = "client_closed";
@@ -308,13 +347,13 @@ class ProxySession {
         Error err = timed_out(wec)
                         ? errors::upstream_timeout()
                         : errors::upstream_error("The upstream service closed the connection.");
-        co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
+        co_return co_await fail_forward(err, ctx, rt, pipeline, false, client_version, o);
       }
 
       // Response head (interim 1xx other than 101 are dropped).
       boost::system::error_code hec;
       for (int interim = 0; interim < 8; ++interim) {
-        rp.emplace();
+        rp.emplace(std::piecewise_construct, std::make_tuple(), std::make_tuple(arena.allocator()));
         rp->body_limit(boost::none);
         rp->header_limit(kUpstreamHeaderLimit);
         if (head) rp->skip(true);
@@ -334,7 +373,7 @@ class ProxySession {
         Error err = timeout
                         ? errors::upstream_timeout()
                         : errors::upstream_error("The upstream service sent no valid response.");
-        co_return co_await fail_forward(err, ctx, cfg, pipeline, keep, client_version, o);
+        co_return co_await fail_forward(err, ctx, rt, pipeline, keep, client_version, o);
       }
       break;
     }
@@ -343,29 +382,30 @@ class ProxySession {
     auto& res = rp->get();
     o.status = static_cast<int>(res.result_int());
 
+    edits_.clear();
     if (websocket && res.result() == http::status::switching_protocols) {
-      res.set("X-Request-Id", ctx.request_id);
-      co_await tunnel(*conn, *rp, cfg);
+      edits_.set("X-Request-Id", ctx.request_id);
+      reply_head_.clear();
+      wire::upgrade_head(reply_head_, res, edits_);
+      co_await tunnel(*conn, cfg);
       co_return false;
     }
 
     const bool upstream_reusable = res.keep_alive() && !rp->need_eof();
-    remove_hop_by_hop(res);
-    res.set("X-Request-Id", ctx.request_id);
-    add_rate_limit_headers(cfg.rate_limit, ctx, res, epoch_seconds());
-    add_key_lifecycle_headers(ctx, res);
+    add_response_headers(edits_, ctx, rt, epoch_seconds());
     const bool no_body = head || o.status == 204 || o.status == 304 || o.status < 200;
+    bool rechunk = false;  // body until EOF upstream: chunk it to keep the client connection
     if (!no_body && !res.chunked() && !res.has_content_length()) {
       if (client_version >= 11)
-        res.chunked(true);  // body until EOF upstream: chunk it to keep the client connection
+        rechunk = true;
       else
         keep = false;
     }
-    res.version(client_version);
-    res.keep_alive(keep);
+    const bool chunked = !no_body && (rechunk || res.chunked());
+    reply_head_.clear();
+    wire::response_head(reply_head_, res, client_version, edits_, rechunk, keep);
 
-    RelayResult got = co_await relay(conn->stream, conn->buffer, *rp, stream_,
-                                     wire::response_head(res), !no_body && res.chunked(),
+    RelayResult got = co_await relay(conn->stream, conn->buffer, *rp, stream_, reply_head_, chunked,
                                      chunk.get(), cfg.limits.idle_timeout, kHeadHold, o.bytes_out);
     if (got.read) {
       const bool timeout = timed_out(got.read);
@@ -375,7 +415,7 @@ class ProxySession {
                             : errors::upstream_error(
                                   "The upstream service closed the connection before its "
                                   "response was complete.");
-        co_return co_await fail_forward(err, ctx, cfg, pipeline, false, client_version, o);
+        co_return co_await fail_forward(err, ctx, rt, pipeline, false, client_version, o);
       }
       ctx.reason = "upstream";  // too late for an error reply: cut the client off
       co_return false;
@@ -402,8 +442,8 @@ class ProxySession {
   // Used both ways: client -> upstream and upstream -> client.
   template <class Parser>
   awaitable<RelayResult> relay(Stream& from, beast::flat_buffer& from_buffer, Parser& parser,
-                               Stream& to, std::string head, bool chunked, char* chunk, Millis idle,
-                               Millis head_hold, std::uint64_t& bytes) {
+                               Stream& to, std::string_view head, bool chunked, char* chunk,
+                               Millis idle, Millis head_hold, std::uint64_t& bytes) {
     auto& body = parser.get().body();
     RelayResult r;
     bool head_pending = true;
@@ -464,13 +504,11 @@ class ProxySession {
     co_return first.index() == 0;
   }
 
-  // After a 101 from the upstream: the 101 head to the client, then bytes both
-  // ways until either side closes or goes idle.
-  awaitable<void> tunnel(UpstreamConn& up, http::response_parser<http::buffer_body>& rp,
-                         const Config& cfg) {
-    const std::string head = wire::response_head(rp.get());
+  // After a 101 from the upstream: its head (in reply_head_) to the client,
+  // then bytes both ways until either side closes or goes idle.
+  awaitable<void> tunnel(UpstreamConn& up, const Config& cfg) {
     stream_.expires_after(cfg.limits.idle_timeout);
-    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head), use_tuple);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(reply_head_), use_tuple);
     if (ec) co_return;
     auto pump = [&cfg](Stream& from, beast::flat_buffer& pending, Stream& to) -> awaitable<void> {
       std::vector<char> buf(ChunkPool::kChunk);
@@ -499,7 +537,7 @@ class ProxySession {
     svc_.metrics.request_seconds.observe(ms / 1000);
     meter_request(ctx, o.status);
     if (!log::access_enabled()) return;
-    log::access({ctx.request_id, client_ip_, method, path, ctx.reason,
+    log::access({ctx.request_id, ctx.client_ip, method, path, ctx.reason,
                  ctx.key ? ctx.key->id() : std::string_view{},
                  ctx.key ? ctx.key->owner() : std::string_view{}, o.status, o.bytes_in, o.bytes_out,
                  ms, o.upstream_ms, ctx.deprecated});
@@ -510,7 +548,12 @@ class ProxySession {
   beast::flat_buffer buffer_;
   Worker& w_;
   Services& svc_;
-  std::string client_ip_;
+  Context ctx_;  // the request being served (client_ip set once)
+  // Reused across the connection's requests (their capacity kept): the head
+  // going upstream, the head going to the client, the gateway's response fields.
+  std::string request_head_, reply_head_;
+  HeaderList edits_;
+  IdleConnection idle_;  // listed in the worker while waiting for a request
   bool first_ = true;
   bool head_ = false;  // the request being answered is a HEAD
 };

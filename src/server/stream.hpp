@@ -1,39 +1,123 @@
 #pragma once
-// A TCP connection that is either plain or TLS, decided at run time. One type
-// for the client side and the upstream side keeps the session code single
-// (no template instantiation per combination); each async operation
-// dispatches to the right layer, and timeouts always live on the TCP layer.
+// A TCP connection that is either plain or TLS, decided at run time, with one
+// deadline for the whole connection. One type for the client side and the
+// upstream side keeps the session code single (no template instantiation per
+// combination); each async operation dispatches to the right layer.
+//
+// Timeouts: beast::tcp_stream arms a timer around every read and write and
+// cancels it afterwards (a timer-queue insert and removal, an aborted handler
+// run, often a timerfd_settime). Here expires_after() only stores a time; the
+// connection's one timer is armed lazily: when it fires before the deadline
+// (which moved on meanwhile) it is re-armed, and it is re-armed at once only
+// when the deadline moves earlier. When the deadline passes, the socket is
+// closed (as beast::tcp_stream does) and pending and later operations complete
+// with beast::error::timeout, so callers cannot tell the difference.
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <chrono>
 #include <memory>
 
 #include "server/asio.hpp"
 
 namespace keygate {
 
+namespace detail {
+
+struct DeadlineState {
+  using clock = std::chrono::steady_clock;
+  explicit DeadlineState(const net::asio::any_io_executor& ex) : timer(ex) {}
+  net::asio::steady_timer timer;
+  clock::time_point at = clock::time_point::max();     // the deadline
+  clock::time_point armed = clock::time_point::max();  // what the timer waits for; max: idle
+  bool expired = false;                                // the deadline passed: the socket was closed
+  net::tcp::socket* socket = nullptr;                  // null once the stream is gone
+
+  static void arm(const std::shared_ptr<DeadlineState>& s, clock::time_point at) {
+    s->armed = at;
+    s->timer.expires_at(at);  // a pending wait ends with operation_aborted
+    s->timer.async_wait([s](const boost::system::error_code& ec) { fired(s, ec); });
+  }
+  static void fired(const std::shared_ptr<DeadlineState>& s, const boost::system::error_code& ec) {
+    if (ec || !s->socket) return;
+    auto now = clock::now();
+    if (s->armed == clock::time_point::max() || now < s->armed) return;  // a stale wait
+    s->armed = clock::time_point::max();
+    if (s->at == clock::time_point::max()) return;  // no deadline any more
+    if (s->at > now) {                              // moved on while the timer waited
+      arm(s, s->at);
+      return;
+    }
+    s->expired = true;
+    boost::system::error_code ignored;
+    s->socket->close(ignored);
+  }
+};
+
+// Completes `handler` with beast::error::timeout instead of the error a
+// deadline's close produced; executor, allocator and cancellation slot are the
+// handler's own (see the associator below). The stream outlives its operations.
+template <class Handler>
+struct TimeoutMapped {
+  Handler handler;
+  const DeadlineState* state;
+  template <class... Args>
+  void operator()(boost::system::error_code ec, Args&&... args) {
+    if (ec && state->expired) ec = net::beast::error::timeout;
+    std::move(handler)(ec, std::forward<Args>(args)...);
+  }
+};
+
+}  // namespace detail
+
 class Stream {
  public:
   using executor_type = net::asio::any_io_executor;
-  using tls_stream = net::beast::ssl_stream<net::beast::tcp_stream>;
+  using tls_stream = net::beast::ssl_stream<net::tcp::socket>;
+  using clock = std::chrono::steady_clock;
 
-  explicit Stream(net::tcp::socket s) : tcp_(std::move(s)) {}
-  explicit Stream(executor_type ex) : tcp_(ex) {}
+  explicit Stream(net::tcp::socket s) : socket_(std::move(s)) { init(); }
+  explicit Stream(executor_type ex) : socket_(ex) { init(); }
   Stream(net::tcp::socket s, net::asio::ssl::context& ctx)
-      : tcp_(s.get_executor()), tls_(std::make_unique<tls_stream>(std::move(s), ctx)) {}
+      : socket_(s.get_executor()), tls_(std::make_unique<tls_stream>(std::move(s), ctx)) {
+    init();
+  }
+  Stream(Stream&& o) noexcept
+      : socket_(std::move(o.socket_)), tls_(std::move(o.tls_)), state_(std::move(o.state_)) {
+    state_->socket = &socket();
+  }
+  Stream& operator=(Stream&&) = delete;
+  ~Stream() {
+    if (!state_) return;  // moved from
+    state_->socket = nullptr;
+    state_->timer.cancel();
+  }
+
   // Wraps an already connected plain stream in TLS (upstream, after connect).
   void start_tls(net::asio::ssl::context& ctx) {
-    tls_ = std::make_unique<tls_stream>(std::move(tcp_), ctx);
+    tls_ = std::make_unique<tls_stream>(std::move(socket_), ctx);
+    state_->socket = &socket();
   }
 
-  executor_type get_executor() { return tcp().get_executor(); }
-  net::beast::tcp_stream& tcp() { return tls_ ? net::beast::get_lowest_layer(*tls_) : tcp_; }
-  net::tcp::socket& socket() { return tcp().socket(); }
+  executor_type get_executor() { return socket_.get_executor(); }
+  net::tcp::socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
   tls_stream* tls() { return tls_.get(); }
-  template <class Duration>
-  void expires_after(Duration d) {
-    tcp().expires_after(d);
+
+  template <class Rep, class Period>
+  void expires_after(std::chrono::duration<Rep, Period> d) {
+    auto at = clock::now() + std::chrono::duration_cast<clock::duration>(d);
+    state_->at = at;
+    state_->expired = false;
+    if (at < state_->armed) detail::DeadlineState::arm(state_, at);
   }
-  void expires_never() { tcp().expires_never(); }
+  void expires_never() {
+    state_->at = clock::time_point::max();
+    state_->expired = false;
+  }
+  // For operations that bypass this stream (TLS handshakes, connect): the
+  // deadline's doing shows as beast::error::timeout.
+  boost::system::error_code map_timeout(boost::system::error_code ec) const {
+    return ec && state_->expired ? boost::system::error_code(net::beast::error::timeout) : ec;
+  }
   // Bytes received but held inside the TLS layer (decrypted or not), which a
   // look at the socket does not show.
   bool tls_buffered() {
@@ -41,16 +125,24 @@ class Stream {
     SSL* ssl = tls_->native_handle();
     return SSL_pending(ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0;
   }
-  void close() { tcp().close(); }
+  void close() {
+    boost::system::error_code ignored;
+    socket().close(ignored);
+  }
 
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     return net::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, const MutableBuffers& b) {
-          if (tls_)
-            tls_->async_read_some(b, std::move(handler));
+          detail::TimeoutMapped<decltype(handler)> h{std::move(handler), state_.get()};
+          if (state_->expired)
+            net::asio::post(socket_.get_executor(), [h = std::move(h)]() mutable {
+              std::move(h)(net::asio::error::operation_aborted, std::size_t{0});
+            });
+          else if (tls_)
+            tls_->async_read_some(b, std::move(h));
           else
-            tcp_.async_read_some(b, std::move(handler));
+            socket_.async_read_some(b, std::move(h));
         },
         token, buffers);
   }
@@ -58,17 +150,44 @@ class Stream {
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
     return net::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, const ConstBuffers& b) {
-          if (tls_)
-            tls_->async_write_some(b, std::move(handler));
+          detail::TimeoutMapped<decltype(handler)> h{std::move(handler), state_.get()};
+          if (state_->expired)
+            net::asio::post(socket_.get_executor(), [h = std::move(h)]() mutable {
+              std::move(h)(net::asio::error::operation_aborted, std::size_t{0});
+            });
+          else if (tls_)
+            tls_->async_write_some(b, std::move(h));
           else
-            tcp_.async_write_some(b, std::move(handler));
+            socket_.async_write_some(b, std::move(h));
         },
         token, buffers);
   }
 
  private:
-  net::beast::tcp_stream tcp_;
+  void init() {
+    state_ = std::make_shared<detail::DeadlineState>(socket_.get_executor());
+    state_->socket = &socket();
+  }
+  net::tcp::socket socket_;  // moved into tls_ when TLS is on
   std::unique_ptr<tls_stream> tls_;
+  std::shared_ptr<detail::DeadlineState> state_;
 };
 
 }  // namespace keygate
+
+namespace boost::asio {
+template <template <typename, typename> class Associator, typename Handler,
+          typename DefaultCandidate>
+struct associator<Associator, keygate::detail::TimeoutMapped<Handler>, DefaultCandidate>
+    : Associator<Handler, DefaultCandidate> {
+  static typename Associator<Handler, DefaultCandidate>::type get(
+      const keygate::detail::TimeoutMapped<Handler>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.handler);
+  }
+  static auto get(const keygate::detail::TimeoutMapped<Handler>& h,
+                  const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler, c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.handler, c);
+  }
+};
+}  // namespace boost::asio

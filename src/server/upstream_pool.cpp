@@ -69,9 +69,9 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
   }
   auto c = std::make_unique<UpstreamConn>(ex_);
   c->stream.expires_after(cfg.connect_timeout);
-  auto [cec, ep] = co_await c->stream.tcp().async_connect(endpoints, use_tuple);
+  auto [cec, ep] = co_await asio::async_connect(c->stream.socket(), endpoints, use_tuple);
   if (cec) {
-    ec = cec;
+    ec = c->stream.map_timeout(cec);
     co_return nullptr;
   }
   c->stream.socket().set_option(tcp::no_delay(true));
@@ -93,8 +93,8 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
     auto [hec] =
         co_await c->stream.tls()->async_handshake(asio::ssl::stream_base::client, use_tuple);
     if (hec) {
-      ec = hec;
-      tls_failed = hec != beast::error::timeout;
+      ec = c->stream.map_timeout(hec);
+      tls_failed = ec != beast::error::timeout;
       co_return nullptr;
     }
   }

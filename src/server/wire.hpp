@@ -1,56 +1,100 @@
 #pragma once
-// HTTP/1.1 heads serialized into one flat string, and body framing (chunked
+// HTTP/1.1 heads written flat into a reused string, and body framing (chunked
 // or raw) around relay chunks. Beast's serializer walks a buffer view per
-// header field on every write; on the proxy's hot path one contiguous head
-// plus at most four buffers per write is measurably cheaper.
+// header field on every write, and a head edited through basic_fields costs a
+// node and a tree insert per field; here a head is one contiguous string and a
+// write is one gather of at most five buffers.
 #include <array>
+#include <charconv>
 #include <cstdio>
 #include <span>
 #include <string>
+#include <string_view>
 
+#include "keygate/proxy/context.hpp"
+#include "keygate/proxy/forward_headers.hpp"
+#include "keygate/proxy/response_headers.hpp"
 #include "server/asio.hpp"
 
 namespace keygate::wire {
 
-template <class Fields>
-void append_fields(std::string& out, const Fields& f) {
-  for (const auto& field : f) {
-    out += field.name_string();
-    out += ": ";
-    out += field.value();
-    out += "\r\n";
+inline void append_number(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  out.append(buf, static_cast<size_t>(end - buf));
+}
+
+inline void status_line(std::string& out, unsigned version, unsigned status,
+                        std::string_view reason = {}) {
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  append_number(out, status);
+  out += ' ';
+  if (reason.empty())
+    out += net::http::obsolete_reason(static_cast<net::http::status>(status));
+  else
+    out += reason;
+  out += "\r\n";
+}
+
+inline void field(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
+}
+
+// Connection as Beast's keep_alive() leaves it on a head without one.
+inline void connection(std::string& out, unsigned version, bool keep_alive) {
+  if (version >= 11 && !keep_alive) field(out, "Connection", "close");
+  if (version < 11 && keep_alive) field(out, "Connection", "keep-alive");
+}
+
+// The upstream's 101 to a WebSocket upgrade: every field as it is (Upgrade and
+// Connection included), those `edits` sets replaced.
+inline void upgrade_head(std::string& out, const net::http::response_header<Fields>& h,
+                         const HeaderList& edits) {
+  status_line(out, h.version(), h.result_int(), h.reason());
+  for (const auto& f : h)
+    if (!edits.has(f.name_string())) field(out, f.name_string(), f.value());
+  edits.append_to(out);
+  out += "\r\n";
+}
+
+// The upstream's response head as the client gets it: hop-by-hop fields and
+// those `edits` sets are dropped, then `edits` follow, then the framing the
+// relay adds (chunked when the upstream delimits the body by closing) and
+// Connection for the client's connection.
+inline void response_head(std::string& out, const net::http::response_header<Fields>& h,
+                          unsigned version, const HeaderList& edits, bool rechunk,
+                          bool keep_alive) {
+  status_line(out, version, h.result_int(), h.reason());
+  const HopByHop hop(h);
+  std::string_view coding;  // a Transfer-Encoding that gets ", chunked" appended
+  for (const auto& f : h) {
+    if (hop(f) || edits.has(f.name_string())) continue;
+    if (rechunk && f.name() == net::http::field::transfer_encoding) {
+      if (coding.empty()) coding = f.value();
+      continue;
+    }
+    field(out, f.name_string(), f.value());
   }
+  edits.append_to(out);
+  if (rechunk) {
+    out += "Transfer-Encoding: ";
+    if (!coding.empty()) {
+      out += coding;
+      out += ", ";
+    }
+    out += "chunked\r\n";
+  }
+  connection(out, version, keep_alive);
   out += "\r\n";
-}
-
-inline std::string request_head(const net::http::request_header<>& h) {
-  std::string out;
-  out.reserve(512);
-  out += h.method_string();
-  out += ' ';
-  out += h.target();
-  out += h.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
-  append_fields(out, h);
-  return out;
-}
-
-inline std::string response_head(const net::http::response_header<>& h) {
-  std::string out;
-  out.reserve(512);
-  out += h.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  out += std::to_string(h.result_int());
-  out += ' ';
-  auto reason = h.reason();
-  out += reason.empty() ? net::http::obsolete_reason(h.result()) : reason;
-  out += "\r\n";
-  append_fields(out, h);
-  return out;
 }
 
 // One write's worth of buffers: [head][chunk-size line][data][CRLF][last-chunk].
 class Frame {
  public:
-  void head(const std::string& h) { add(h.data(), h.size()); }
+  void head(std::string_view h) { add(h.data(), h.size()); }
   void data(const char* p, size_t n, bool chunked) {
     if (n == 0) return;
     if (chunked) {

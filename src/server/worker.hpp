@@ -2,7 +2,7 @@
 // What the sessions of one I/O thread share: that thread's io_context, its
 // view of the current config generation and its upstream pool; plus the
 // process-wide services every thread reads.
-#include <list>
+#include <boost/intrusive/list.hpp>
 #include <memory>
 #include <vector>
 
@@ -24,19 +24,20 @@ struct Services {
   Metrics& metrics;
 };
 
-// Relay buffers reused across requests on one thread: no 64 KiB malloc/free
-// per request, and memory bounded by concurrent requests, not connections.
-class ChunkPool {
+// Fixed-size blocks reused across requests on one thread: no malloc/free per
+// request, and memory bounded by concurrent requests, not connections.
+template <size_t Size>
+class BlockPool {
  public:
-  static constexpr size_t kChunk = 64 * 1024;
+  static constexpr size_t kSize = Size;
   std::unique_ptr<char[]> take() {
-    if (free_.empty()) return std::make_unique_for_overwrite<char[]>(kChunk);
+    if (free_.empty()) return std::make_unique_for_overwrite<char[]>(kSize);
     auto c = std::move(free_.back());
     free_.pop_back();
     return c;
   }
   void give(std::unique_ptr<char[]> c) {
-    if (free_.size() < kMaxFree) free_.push_back(std::move(c));
+    if (c && free_.size() < kMaxFree) free_.push_back(std::move(c));
   }
 
  private:
@@ -44,11 +45,30 @@ class ChunkPool {
   std::vector<std::unique_ptr<char[]>> free_;
 };
 
+// Relay buffers: a body moves through one of these, chunk by chunk.
+struct ChunkPool : BlockPool<64 * 1024> {
+  static constexpr size_t kChunk = kSize;
+};
+// Arenas for a request's parsed heads (the client's and the upstream's):
+// typical heads fit; a bigger one spills to the heap until the request ends.
+using ArenaPool = BlockPool<16 * 1024>;
+
+// A connection waiting for its next request, listed so a drain can close it
+// (intrusive: listing costs no allocation).
+struct IdleConnection
+    : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+  net::tcp::socket* socket = nullptr;
+};
+using IdleConnections =
+    boost::intrusive::list<IdleConnection, boost::intrusive::constant_time_size<false>>;
+
 struct Worker {
   explicit Worker(RuntimePtr rt) : runtime(std::move(rt)), pool(ioc.get_executor()) {}
   // Declared first, destroyed last: sessions still suspended when the
   // io_context goes return their buffers here.
   ChunkPool chunks;
+  ArenaPool arenas;
+  RenderCache replies;  // this thread's rendered error bodies (cleared on reload)
   // Every socket of this context is used only from its own thread: no I/O locking.
   net::asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   RuntimePtr runtime;  // only touched on this thread (reload posts the swap here)
@@ -56,8 +76,8 @@ struct Worker {
   // This thread's way to the buckets (local table, or a shared backend's connection).
   std::unique_ptr<RateLimitBackend> limits;
   std::shared_ptr<net::asio::ssl::context> tls;  // set: the listener speaks HTTPS
-  // Sockets of connections waiting for their next request: closed on drain.
-  std::list<net::beast::tcp_stream*> idle_streams;
+  // Connections waiting for their next request: closed on drain.
+  IdleConnections idle;
 };
 
 // Runs one client connection until it closes.

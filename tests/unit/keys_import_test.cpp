@@ -166,7 +166,7 @@ TEST_F(ImportTest, Sha256ImportsAreForeignAndRefusedWithAPepper) {
   k.sha256 = KeyHasher().hash("another-key-0123456789");
   auto refused = psvc.import({k}, "cli");
   ASSERT_FALSE(refused);
-  EXPECT_NE(refused.error()[0].error.message.find("keys.pepper"), std::string::npos);
+  EXPECT_NE(refused.error()[0].error.message.view().find("keys.pepper"), std::string::npos);
   auto plain = psvc.import({plaintext("another-key-0123456789")}, "cli");
   ASSERT_TRUE(plain);
   EXPECT_EQ((*plain)[0].hash, KeyHasher("pepper").hash("another-key-0123456789"));

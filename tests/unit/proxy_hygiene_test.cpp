@@ -73,7 +73,7 @@ TEST(Credentials, RepeatedHeadersAreReadAndDifferentKeysConflict) {
     RequestView v{"GET", target, f};
     auto err = extract_credential(v, c.auth, ctx);
     return std::make_pair(err ? err->reason : std::string(),
-                          ctx.credential ? ctx.credential->value : std::string());
+                          ctx.credential ? std::string(ctx.credential->value) : std::string());
   };
   Fields two_keys;
   two_keys.insert("X-Api-Key", "key-one");
@@ -295,4 +295,32 @@ routes:
   EXPECT_EQ(w.outcome("POST", "/v1//admin/x?q=/../", admin), "forward /v1/admin/x?q=/../");
   // Health endpoints answer on the normalised path too.
   EXPECT_EQ(w.outcome("GET", "//health"), "200 local");
+}
+
+TEST(ForwardHeaders, EveryConnectionFieldNamesHopByHopFieldsWhereverItSits) {
+  Forward fw;
+  Fields f = with_host();
+  f.insert(http::field::connection, "close");
+  f.insert("X-Between", "1");  // Connection fields need not be adjacent
+  f.insert(http::field::connection, "X-Secret-Hop");
+  f.insert("X-Secret-Hop", "s");
+  Fields out = fw.run(f, anonymous());
+  EXPECT_EQ(out.count("X-Secret-Hop"), 0u);
+  EXPECT_EQ(out["X-Between"], "1");
+  EXPECT_EQ(out.count(http::field::connection), 0u);
+}
+
+TEST(ForwardHeaders, ManyConnectionNamesAreAllHonouredButNeverTheFraming) {
+  Forward fw;
+  Fields f = with_host();
+  std::string listed = "content-length, transfer-encoding";
+  for (int i = 0; i < 40; ++i) listed += ", X-Hop-" + std::to_string(i);
+  f.insert(http::field::connection, listed);
+  for (int i = 0; i < 40; ++i) f.insert("X-Hop-" + std::to_string(i), "v");
+  f.insert(http::field::content_length, "5");
+  f.insert("X-Kept", "k");
+  Fields out = fw.run(f, anonymous());
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(out.count("X-Hop-" + std::to_string(i)), 0u) << i;
+  EXPECT_EQ(out[http::field::content_length], "5");  // the body's extent goes with it
+  EXPECT_EQ(out["X-Kept"], "k");
 }

@@ -5,17 +5,21 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <boost/beast/http/fields.hpp>
 
 #include "keygate/config/config.hpp"
+#include "keygate/core/arena.hpp"
 #include "keygate/keys/key_index.hpp"
 #include "keygate/proxy/normalize.hpp"
 #include "keygate/ratelimit/rate_limiter.hpp"
 
 namespace keygate {
 
-using Fields = boost::beast::http::fields;
+// Parsed heads. The session gives their allocator a per-request arena; a
+// default-constructed one (tests, tools) uses the heap.
+using Fields = boost::beast::http::basic_fields<ArenaAllocator<char>>;
 
 struct RequestView {
   std::string_view method;
@@ -29,18 +33,37 @@ struct RequestView {
 };
 
 struct Credential {
-  std::string value;
+  std::string_view value;  // in the request (a header or the target): lives as long as it
   AuthSource source;
 };
 
 struct Context {
+  // For the next request on the same connection: everything but client_ip goes
+  // back to its default, so that no request's key, credits, deprecation or rate
+  // decision reaches the next one; the strings keep their capacity (no
+  // allocation per request). Built from a fresh Context rather than field by
+  // field, so a field added later is reset without being listed here.
+  void clear() {
+    Context next;
+    next.client_ip = std::move(client_ip);
+    next.request_id = std::move(request_id);
+    next.target.target = std::move(target.target);
+    next.target.authority = std::move(target.authority);
+    next.reason = std::move(reason);
+    *this = std::move(next);
+    request_id.clear();
+    target.target.clear();
+    target.authority.clear();
+    reason.clear();
+  }
+
   std::string request_id;
   std::string client_ip;
   NormalizedTarget target;  // what routes matched and what goes upstream (SPEC §7)
   const Route* route = nullptr;
   std::optional<Credential> credential;
   std::optional<AuthKey> key;    // set once authenticated
-  std::string plan;              // the key's effective plan
+  std::string_view plan;         // the key's effective plan (its name in the config)
   RatePolicy policy;             // resolved once, by authenticate
   std::optional<Decision> rate;  // set once rate-limited
   std::string reason;            // for the access log and metrics

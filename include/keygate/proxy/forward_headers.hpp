@@ -1,5 +1,6 @@
 #pragma once
 // Header rewriting between client and upstream (SPEC §3 "What is forwarded").
+#include <array>
 #include <string>
 #include <string_view>
 
@@ -11,17 +12,42 @@ namespace keygate {
 // 1-128 visible ASCII characters, else a fresh id.
 std::string choose_request_id(std::string_view client_value);
 std::string new_request_id();
+// The same, written into `out` (its capacity reused).
+void choose_request_id(std::string_view client_value, std::string& out);
+void new_request_id(std::string& out);
 
-// Removes hop-by-hop fields (and those named in Connection); framing
-// (Content-Length / Transfer-Encoding) is left to the serializer.
+// Hop-by-hop fields of a head: the fixed list and the names its Connection
+// fields list (close, keep-alive and framing fields aside). Framing
+// (Content-Length / Transfer-Encoding) is left to whoever writes the head.
+class HopByHop {
+ public:
+  explicit HopByHop(const Fields& f);
+  bool operator()(const Fields::value_type& field) const;
+
+ private:
+  static constexpr std::size_t kMaxNamed = 16;  // more: all of them are still matched
+  std::array<std::string_view, kMaxNamed> named_{};
+  std::size_t count_ = 0;
+  const Fields* fields_;
+};
 void remove_hop_by_hop(Fields& f);
 
 struct ForwardInfo {
   bool client_tls = false;
   bool websocket = false;  // keep Upgrade/Connection for a tunnelled upgrade
 };
-// Request going upstream: credential, spoofed identity, identity, X-Forwarded-*, X-Request-Id.
-// Returns the target to send (the query credential removed when it was used).
+
+// The request head going upstream, appended to `out` ("METHOD target HTTP/1.1",
+// fields, blank line): the client's fields minus hop-by-hop ones, spoofed
+// identity, keys and the fields the gateway sets, which follow (identity,
+// X-Forwarded-*, Host, X-Request-Id). `target` is the normalised target; a
+// query credential is removed from it when it was used.
+void write_request_head(std::string& out, std::string_view method, std::string_view target,
+                        const Fields& f, const Context& ctx, const Runtime& rt,
+                        const ForwardInfo& info);
+
+// The same rewrite applied to `f` in place (tools and tests). Returns the
+// target to send.
 std::string rewrite_request(Fields& f, std::string_view target, const Context& ctx,
                             const Runtime& rt, const ForwardInfo& info);
 

@@ -46,9 +46,10 @@ struct Admission {
 
 class Pipeline {
  public:
+  // `cache`: the I/O thread's rendered bodies (none: render every time).
   Pipeline(const Runtime& rt, const KeyIndex& index, RateLimitBackend& limits, UsageSink* usage,
-           const GatewayState& state)
-      : rt_(rt), index_(index), limits_(limits), usage_(usage), state_(state) {}
+           const GatewayState& state, RenderCache* cache = nullptr)
+      : rt_(rt), index_(index), limits_(limits), usage_(usage), state_(state), cache_(cache) {}
 
   Admission admit(const RequestView& req, Context& ctx) const;
   // The backend's answer to admission.rate: a 429, a 503 (shared limits
@@ -68,6 +69,7 @@ class Pipeline {
   RateLimitBackend& limits_;
   UsageSink* usage_;
   const GatewayState& state_;
+  RenderCache* cache_;
 };
 
 }  // namespace keygate

@@ -9,6 +9,7 @@
 
 #include "keygate/core/error.hpp"
 #include "keygate/proxy/context.hpp"
+#include "keygate/proxy/response_headers.hpp"
 #include "keygate/proxy/runtime.hpp"
 #include "keygate/ratelimit/backend.hpp"
 
@@ -51,8 +52,13 @@ RatePolicy resolve_policy(const AuthKey& key, const Config& config);
 std::optional<Error> rate_limited_error(const Context& ctx);
 
 // Response headers for a key-authenticated request (X-RateLimit-*, IETF, Retry-After).
-void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Fields& out,
+void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, HeaderSink& out,
                             std::int64_t now_epoch_seconds);
+inline void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Fields& out,
+                                   std::int64_t now_epoch_seconds) {
+  FieldsSink sink(out);
+  add_rate_limit_headers(cfg, ctx, sink, now_epoch_seconds);
+}
 
 // credits (SPEC §11): 429 reason "credits" when the key's credits (its own, or
 // its replacement's after a rotation) cannot pay the route's cost. check_credits
@@ -72,7 +78,11 @@ void charge_shared_credits(Context& ctx);
 // Response headers of the key's lifecycle: X-Credits-Remaining (and Retry-After
 // at the next refill on a credits refusal); Deprecation and Sunset during a
 // rotation's grace period.
-void add_key_lifecycle_headers(const Context& ctx, Fields& out);
+void add_key_lifecycle_headers(const Context& ctx, HeaderSink& out);
+inline void add_key_lifecycle_headers(const Context& ctx, Fields& out) {
+  FieldsSink sink(out);
+  add_key_lifecycle_headers(ctx, sink);
+}
 
 // After the response: the request counts in its key's usage (by hour and outcome).
 UsageOutcome usage_outcome(const Context& ctx, int status);

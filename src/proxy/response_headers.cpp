@@ -1,0 +1,53 @@
+#include "keygate/proxy/response_headers.hpp"
+
+#include "keygate/core/ascii.hpp"
+#include "keygate/proxy/pipeline.hpp"
+#include "keygate/proxy/stages.hpp"
+
+namespace keygate {
+
+void HeaderList::set(std::string_view name, std::string_view value) {
+  for (auto it = fields_.begin(); it != fields_.end(); ++it) {
+    if (ascii_iequals(this->name(*it), name)) {
+      fields_.erase(it);  // set() semantics: the new one goes last
+      break;
+    }
+  }
+  Span s{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(name.size()), 0,
+         static_cast<std::uint32_t>(value.size())};
+  text_ += name;
+  s.value_at = static_cast<std::uint32_t>(text_.size());
+  text_ += value;
+  fields_.push_back(s);
+}
+
+bool HeaderList::has(std::string_view n) const {
+  for (const auto& s : fields_)
+    if (ascii_iequals(name(s), n)) return true;
+  return false;
+}
+
+void HeaderList::append_to(std::string& out) const {
+  for (const auto& s : fields_) {
+    out += name(s);
+    out += ": ";
+    out.append(text_, s.value_at, s.value_len);
+    out += "\r\n";
+  }
+}
+
+void add_response_headers(HeaderSink& out, const Context& ctx, const Runtime& rt,
+                          std::int64_t now_epoch_seconds) {
+  out.set("X-Request-Id", ctx.request_id);
+  add_rate_limit_headers(rt.config.rate_limit, ctx, out, now_epoch_seconds);
+  add_key_lifecycle_headers(ctx, out);  // after: a credits refusal's Retry-After wins
+}
+
+void add_local_reply_headers(HeaderSink& out, const Verdict& v, const Context& ctx,
+                             const Runtime& rt, std::int64_t now_epoch_seconds) {
+  out.set("Content-Type", "application/json");
+  if (v.www_authenticate) out.set("WWW-Authenticate", "Bearer realm=\"keygate\"");
+  add_response_headers(out, ctx, rt, now_epoch_seconds);
+}
+
+}  // namespace keygate
