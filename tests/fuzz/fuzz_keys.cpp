@@ -125,7 +125,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(err->status == 401 && (err->reason == "malformed" || err->reason == "conflict"),
           "the extractor refuses with 401 malformed or conflict", err->reason);
   } else if (ctx.credential) {
-    const std::string& v = ctx.credential->value;
+    const std::string v(ctx.credential->value);
     check(!v.empty(), "an extracted credential is not empty");
     check(authorization.find(v) != std::string::npos || api_key == v ||
               target.find(v) != std::string::npos,
