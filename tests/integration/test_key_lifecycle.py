@@ -187,6 +187,73 @@ class Deprecation(GatewayTest):
             self.assertEqual(e.get("deprecated", False), deprecated, e)
 
 
+class OneConnection(GatewayTest):
+    """keygate keeps one request context per client connection and clears it
+    between requests: nothing of one request's key (identity, credits,
+    deprecation, usage meter) may reach the next request on that connection."""
+
+    def test_keep_alive_requests_carry_nothing_of_the_previous_key(self):
+        g = self.gateway({"routes": [{"path_prefix": "/public/", "auth": "none"}]})
+        old = g.create_key("--name", "rotating", "--credits", "10")
+        r = g.admin("POST", f"/v1/api-keys/{old['id']}/rotate", {"grace": "1h"})
+        self.assertEqual(r.status, 201, r.body)
+        plain = g.create_key("--name", "plain")
+        self.assertTrue(wait_until(lambda: g.request(
+            "GET", "/", headers={"X-Api-Key": old["key"]}).header("sunset"), 10))
+
+        def usage_total(key_id):
+            r = g.admin("GET", f"/v1/api-keys/{key_id}/usage")  # (flushes the counts)
+            self.assertEqual(r.status, 200, r.body)
+            return r.json()["data"]["totals"]["total"]
+        old_before = usage_total(old["id"])
+
+        c = g.connection()
+        self.addCleanup(c.close)
+        sock = None
+
+        def send(path, key=None):
+            nonlocal sock
+            r = g.request("GET", path, headers={"X-Api-Key": key} if key else {}, conn=c)
+            if sock is None:
+                sock = c.sock
+            self.assertIs(c.sock, sock, "the connection was not kept alive")
+            return r
+
+        def seen_upstream(r, name):
+            return r.json()["headers"].get(name, [None])[0]
+
+        lifecycle = ("x-credits-remaining", "deprecation", "sunset", "retry-after")
+        # 1: the rotated key, in its grace period, spending the replacement's credits.
+        r = send("/", old["key"])
+        self.assertEqual(r.status, 200, r.body)
+        for name in ("x-credits-remaining", "deprecation", "sunset"):
+            self.assertIsNotNone(r.header(name), name)
+        self.assertEqual(seen_upstream(r, "x-keygate-key-id"), old["id"])
+        # 2: a plain key on the same connection: its own identity, no lifecycle headers.
+        r = send("/", plain["key"])
+        self.assertEqual(r.status, 200, r.body)
+        for name in lifecycle:
+            self.assertIsNone(r.header(name), name)
+        self.assertEqual(seen_upstream(r, "x-keygate-key-id"), plain["id"])
+        self.assertEqual(seen_upstream(r, "x-keygate-key-name"), "plain")
+        # 3, 4: an unknown key and no key: 401s with nothing of either key.
+        send("/", old["key"])
+        for key in ("kg_live_" + "0" * 38, None):
+            r = send("/", key)
+            self.assertEnvelope(r, 401, "AUTH_ERROR")
+            for name in lifecycle + ("x-ratelimit-remaining",):
+                self.assertIsNone(r.header(name), name)
+        # 5: an auth: none route: no identity goes upstream.
+        send("/", old["key"])
+        r = send("/public/x")
+        self.assertEqual(r.status, 200, r.body)
+        for name in lifecycle + ("x-ratelimit-remaining",):
+            self.assertIsNone(r.header(name), name)
+        self.assertFalse([h for h in r.json()["headers"] if h.startswith("x-keygate-")])
+        # The old key's usage counts its own three requests, none of the others'.
+        self.assertEqual(usage_total(old["id"]), old_before + 3)
+
+
 class Usage(GatewayTest):
     def test_usage_counts_equal_the_requests_sent(self):
         g = self.gateway({"routes": [{"path_prefix": "/admin-only", "require_scopes": ["admin"]}]})

@@ -1,0 +1,157 @@
+// The proxy keeps one Context per client connection and clears it between
+// requests (its strings keep their capacity): nothing of one request may reach
+// the next one on that connection.
+#include <gtest/gtest.h>
+
+#include "keygate/config/loader.hpp"
+#include "keygate/core/time.hpp"
+#include "keygate/proxy/pipeline.hpp"
+#include "keygate/proxy/response_headers.hpp"
+#include "keygate/proxy/stages.hpp"
+
+using namespace keygate;
+namespace http = boost::beast::http;
+
+namespace {
+
+Config config() {
+  auto c = load_config_text("", "t.yaml");
+  EXPECT_TRUE(c) << (c ? "" : c.error().joined());
+  return *c;
+}
+
+struct World {
+  World() : limiter(clock), limits(limiter), pipeline(rt, index, limits, nullptr, state) {}
+  Runtime rt{config()};
+  KeyIndex index;
+  ManualClock clock;
+  RateLimiter limiter;
+  LocalBackend limits;
+  GatewayState state;
+  Pipeline pipeline;
+
+  std::string add(const std::string& name, std::function<void(KeyRecord&)> edit = {}) {
+    std::string key = rt.key_format.generate();
+    KeyRecord r;
+    r.id = generate_key_id();
+    r.hash = rt.hasher.hash(key);
+    r.name = name;
+    r.owner = "acme";
+    if (edit) edit(r);
+    index.upsert(r);
+    return key;
+  }
+  // One request on the connection whose context is `ctx`, as the session runs
+  // it: cleared, decided, then the response headers the gateway adds.
+  HeaderList request(Context& ctx, const std::string& key) {
+    ctx.clear();
+    ctx.request_id = "rid";
+    Fields f;
+    if (!key.empty()) f.set(http::field::authorization, "Bearer " + key);
+    RequestView v{"GET", "/v1/x", f};
+    pipeline.decide(v, ctx);
+    HeaderList out;
+    add_response_headers(out, ctx, rt, 0);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST(ContextClear, EveryFieldButTheClientAddressGoesBackToItsDefault) {
+  World w;
+  KeyMeter& meter = w.index.meters().meter("key_x");
+  Route route;
+  Credential credential{"kg_live_x", AuthSource{AuthSource::Kind::header, "X-Api-Key"}};
+  Context ctx;
+  ctx.client_ip = "192.0.2.7";
+  ctx.request_id = "a-fairly-long-request-id-that-is-not-inline";
+  ctx.target.target = "/v1/some/path/that/is/long/enough?q=1";
+  ctx.target.path_size = 5;
+  ctx.target.authority = "example.com:8443";
+  ctx.route = &route;
+  ctx.credential = credential;
+  ctx.key.emplace();
+  ctx.plan = "gold";
+  ctx.policy.by_owner = true;
+  ctx.rate = Decision{};
+  ctx.reason = "rate_limit";
+  ctx.usage_due = true;
+  ctx.now = 1234;
+  ctx.meter = &meter;
+  ctx.payer = &meter;
+  ctx.cost = 5;
+  ctx.credits = CreditAccount::Answer{true, 7, 0};
+  ctx.deprecated = true;
+  const std::size_t id_capacity = ctx.request_id.capacity();
+
+  ctx.clear();
+
+  EXPECT_EQ(ctx.client_ip, "192.0.2.7");
+  EXPECT_TRUE(ctx.request_id.empty());
+  EXPECT_GE(ctx.request_id.capacity(), id_capacity);  // kept: no allocation per request
+  EXPECT_TRUE(ctx.target.target.empty());
+  EXPECT_EQ(ctx.target.path_size, 0u);
+  EXPECT_TRUE(ctx.target.authority.empty());
+  EXPECT_EQ(ctx.route, nullptr);
+  EXPECT_FALSE(ctx.credential);
+  EXPECT_FALSE(ctx.key);
+  EXPECT_TRUE(ctx.plan.empty());
+  EXPECT_FALSE(ctx.policy.by_owner);
+  EXPECT_FALSE(ctx.rate);
+  EXPECT_TRUE(ctx.reason.empty());
+  EXPECT_FALSE(ctx.usage_due);
+  EXPECT_EQ(ctx.now, 0);
+  EXPECT_EQ(ctx.meter, nullptr);
+  EXPECT_EQ(ctx.payer, nullptr);
+  EXPECT_EQ(ctx.cost, 1u);
+  EXPECT_FALSE(ctx.credits);
+  EXPECT_FALSE(ctx.deprecated);
+}
+
+TEST(ContextClear, NextRequestCarriesNothingOfTheLastKey) {
+  World w;
+  const UnixMillis now = now_millis();
+  std::string rotated = w.add("rotated", [&](KeyRecord& r) {
+    r.credits = Credits{10, std::nullopt, now};
+    r.credits_version = 1;
+    r.rotated_at = now - 60'000;
+    r.expires_at = now + 3'600'000;
+  });
+  std::string plain = w.add("plain");
+
+  Context ctx;
+  ctx.client_ip = "127.0.0.1";
+  HeaderList first = w.request(ctx, rotated);
+  ASSERT_TRUE(ctx.key);
+  EXPECT_EQ(ctx.key->name(), "rotated");
+  EXPECT_TRUE(first.has("X-Credits-Remaining"));
+  EXPECT_TRUE(first.has("Deprecation"));
+  EXPECT_TRUE(first.has("Sunset"));
+  KeyMeter* rotated_meter = ctx.meter;
+  ASSERT_NE(rotated_meter, nullptr);
+
+  HeaderList second = w.request(ctx, plain);
+  ASSERT_TRUE(ctx.key);
+  EXPECT_EQ(ctx.key->name(), "plain");
+  EXPECT_NE(ctx.meter, rotated_meter);
+  EXPECT_FALSE(ctx.credits);
+  EXPECT_FALSE(ctx.deprecated);
+  EXPECT_FALSE(second.has("X-Credits-Remaining"));
+  EXPECT_FALSE(second.has("Deprecation"));
+  EXPECT_FALSE(second.has("Sunset"));
+  EXPECT_TRUE(second.has("X-RateLimit-Remaining"));  // its own
+
+  w.request(ctx, rotated);
+  for (const std::string& key : {std::string("kg_live_") + std::string(38, '0'), std::string()}) {
+    HeaderList refused = w.request(ctx, key);  // 401: an unknown key, then none
+    EXPECT_FALSE(ctx.key);
+    EXPECT_EQ(ctx.meter, nullptr);  // the refusal is not counted in the last key's usage
+    EXPECT_FALSE(ctx.credits);
+    EXPECT_FALSE(ctx.deprecated);
+    EXPECT_FALSE(refused.has("X-Credits-Remaining"));
+    EXPECT_FALSE(refused.has("Deprecation"));
+    EXPECT_FALSE(refused.has("Sunset"));
+    EXPECT_FALSE(refused.has("X-RateLimit-Remaining"));
+  }
+}
