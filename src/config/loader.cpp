@@ -17,6 +17,7 @@
 
 #include "keygate/config/values.hpp"
 #include "keygate/core/placeholders.hpp"
+#include "keygate/keys/cidr.hpp"
 
 namespace keygate {
 
@@ -344,7 +345,8 @@ void read_routes(Reader& r, const YAML::Node& n, Config& c) {
   if (!n.IsSequence()) return r.error(n, "routes must be a list");
   for (const auto& rn : n) {
     Route route;
-    if (!r.mapping(rn, "route", {"path_prefix", "methods", "auth", "require_scopes", "cost"}))
+    if (!r.mapping(rn, "route",
+                   {"path_prefix", "methods", "auth", "require_scopes", "cost", "shadow"}))
       continue;
     if (!rn["path_prefix"].IsDefined()) r.error(rn, "route needs path_prefix");
     r.get_str(rn["path_prefix"], "routes.path_prefix", route.path_prefix);
@@ -379,6 +381,11 @@ void read_routes(Reader& r, const YAML::Node& n, Config& c) {
                                 " exceeds the burst of plan '" + name + "' (" +
                                 std::to_string(plan.rate->capacity()) +
                                 "): such requests could never be admitted");
+    if (rn["shadow"].IsDefined() && !rn["shadow"].IsNull()) {
+      bool shadow = false;
+      r.get_bool(rn["shadow"], "routes.shadow", shadow);
+      route.shadow = shadow;
+    }
     c.routes.push_back(std::move(route));
   }
 }
@@ -495,11 +502,53 @@ YAML::Node key_of(const YAML::Node& m, std::string_view name) {
   return m;
 }
 
+// SPEC §9 (forward_auth, shadow, self_service) and §10 (trusted_proxies).
+void read_modes(Reader& r, const YAML::Node& root, Config& c) {
+  auto local_path = [&](const YAML::Node& n, const std::string& what,
+                        std::optional<std::string>& out) {
+    r.opt_str(n, what, out);
+    if (out && (!out->starts_with('/') || (out->size() > 1 && out->back() == '/')))
+      r.error(n, what + " must start with '/' and not end with '/', got '" + *out + "'");
+  };
+  if (auto n = root["forward_auth"]; n.IsDefined() && !n.IsNull()) {
+    if (r.mapping(n, "forward_auth", {"path"})) {
+      local_path(n["path"], "forward_auth.path", c.forward_auth.path);
+      for (const auto* h : {&c.health.path, &c.health.ready, &c.health.live})
+        if (*h && c.forward_auth.path == *h)
+          r.error(n["path"], "forward_auth.path is also a health endpoint: " + **h);
+    }
+  }
+  r.get_bool(root["shadow"], "shadow", c.shadow);
+  if (auto n = root["self_service"]; n.IsDefined() && !n.IsNull()) {
+    if (r.mapping(n, "self_service", {"path_prefix"})) {
+      local_path(n["path_prefix"], "self_service.path_prefix", c.self_service.path_prefix);
+      if (c.self_service.path_prefix && !c.admin.key_scope)
+        r.error(n["path_prefix"],
+                "self_service.path_prefix needs admin.key_scope (the scope a key must hold)");
+    }
+  }
+  if (c.forward_auth.path && c.self_service.path_prefix &&
+      (*c.forward_auth.path + "/").starts_with(*c.self_service.path_prefix + "/"))
+    r.error(root["forward_auth"], "forward_auth.path lies under self_service.path_prefix");
+  if (auto n = root["trusted_proxies"]; n.IsDefined() && !n.IsNull()) {
+    for (auto& cidr : r.str_list(n, "trusted_proxies")) {
+      if (auto ok = parse_cidr(cidr); !ok)
+        r.error(n, "trusted_proxies: " + ok.error());
+      else
+        c.trusted_proxies.push_back(cidr);
+    }
+  }
+}
+
 void read_config(Reader& r, const YAML::Node& root, Config& c) {
-  if (!r.mapping(root, "the config file",
-                 {"listen", "tls", "threads", "upstream", "admin", "store", "keys", "auth",
-                  "identity", "plans", "rate_limit", "routes", "health", "errors", "limits",
-                  "logging", "usage", "shutdown_timeout", "metrics"}))
+  if (!r.mapping(root, "the config file", {"listen",         "tls",        "threads",
+                                           "upstream",       "admin",      "store",
+                                           "keys",           "auth",       "identity",
+                                           "plans",          "rate_limit", "routes",
+                                           "health",         "errors",     "limits",
+                                           "logging",        "usage",      "shutdown_timeout",
+                                           "forward_auth",   "shadow",     "self_service",
+                                           "trusted_proxies", "metrics"}))
     return;
   auto host_port = [&](const YAML::Node& n, const std::string& what, HostPort& out) {
     if (!n.IsDefined()) return;
@@ -690,6 +739,7 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
       r.get_duration(n["retention"], "usage.retention", c.usage.retention, Millis(3'600'000));
   }
   r.get_duration(root["shutdown_timeout"], "shutdown_timeout", c.shutdown_timeout, Millis(0));
+  read_modes(r, root, c);
 }
 
 }  // namespace

@@ -114,7 +114,8 @@ struct Route {
   std::vector<std::string> methods;  // empty: any
   bool auth_none = false;
   std::vector<std::string> require_scopes;
-  std::uint32_t cost = 1;  // credits and rate-limit tokens a request takes (SPEC §11)
+  std::uint32_t cost = 1;      // credits and rate-limit tokens a request takes (SPEC §11)
+  std::optional<bool> shadow;  // unset: the global `shadow` (SPEC §9)
 };
 
 inline constexpr std::uint32_t kMaxRouteCost = 1'000'000;
@@ -148,6 +149,14 @@ struct Limits {
   bool allow_underscores_in_headers = false;  // else header names with '_' are dropped
 };
 
+// SPEC §9 deployment modes.
+struct ForwardAuthConfig {
+  std::optional<std::string> path;  // set: requests to it are judged, never forwarded
+};
+struct SelfServiceConfig {
+  std::optional<std::string> path_prefix;  // set: the admin key routes also on the proxy listener
+};
+
 struct LoggingConfig {
   std::string level = "info";
   enum class Format { json, text } format = Format::json;
@@ -177,6 +186,10 @@ struct Config {
   LoggingConfig logging;
   UsageConfig usage;
   Millis shutdown_timeout{15000};
+  ForwardAuthConfig forward_auth;
+  bool shadow = false;  // decide, log and count refusals, but forward everything
+  SelfServiceConfig self_service;
+  std::vector<std::string> trusted_proxies;  // CIDRs whose X-Forwarded-For is believed (§10)
 
   int effective_threads() const;
 };
