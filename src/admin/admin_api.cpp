@@ -184,7 +184,7 @@ class Handler {
       return errors::auth("missing",
                           "Missing admin token. Pass it as 'Authorization: Bearer <token>' or in "
                           "the X-Api-Key header.");
-    if (secret_equals(presented, d_.runtime.config.admin.token)) {
+    if (!req_.keys_only && secret_equals(presented, d_.runtime.config.admin.token)) {
       caller_.actor = "admin";
       return std::nullopt;
     }
@@ -204,6 +204,7 @@ class Handler {
         return std::nullopt;
       }
     }
+    if (req_.keys_only) return errors::auth("invalid", "Invalid or revoked API key");
     return errors::auth("invalid", "Invalid admin token.");
   }
 

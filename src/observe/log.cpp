@@ -98,7 +98,9 @@ void access(const AccessRecord& r) {
         {"duration_ms", std::round(r.duration_ms * 1000) / 1000},
         {"upstream_ms", r.upstream_ms < 0
                             ? nlohmann::json(nullptr)
-                            : nlohmann::json(std::round(r.upstream_ms * 1000) / 1000)}};
+                            : nlohmann::json(std::round(r.upstream_ms * 1000) / 1000)},
+        {"shadow_reason",
+         r.shadow_reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.shadow_reason)}};
     if (r.deprecated) j["deprecated"] = true;
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
@@ -109,6 +111,7 @@ void access(const AccessRecord& r) {
            (r.reason.empty() ? "-" : std::string(r.reason)) + " " +
            (r.key_id.empty() ? "-" : std::string(r.key_id)) + " " + std::string(r.request_id) +
            buf + (r.deprecated ? " deprecated" : "");
+    if (!r.shadow_reason.empty()) line += " shadow=" + std::string(r.shadow_reason);
   }
   access_logger()->info("{}", line);
 }

@@ -165,6 +165,10 @@ void Metrics::config_reload_failed() {
   reloads_failed_.fetch_add(1);
 }
 
+void Metrics::count_shadow_denied(std::string_view reason) {
+  shadow_denied_[reason_index(reason)].fetch_add(1, std::memory_order_relaxed);
+}
+
 std::string Metrics::render(const Gauges& g) const {
   std::string out;
   out.reserve(16384);
@@ -200,6 +204,12 @@ std::string Metrics::render(const Gauges& g) const {
   for (size_t k = 0; k < kUpstreamKinds.size(); ++k)
     x.sample("keygate_upstream_errors_total", "kind=\"" + std::string(kUpstreamKinds[k]) + "\"",
              upstream_errors_[k].load(std::memory_order_relaxed));
+  x.family("keygate_shadow_denied_total", "counter",
+           "Requests forwarded in shadow mode that enforcing would have refused, by reason.");
+  for (size_t r = 0; r < kReasons.size(); ++r)
+    if (kReasons[r] != "none")
+      x.sample("keygate_shadow_denied_total", "reason=\"" + std::string(kReasons[r]) + "\"",
+               shadow_denied_[r].load(std::memory_order_relaxed));
   request_seconds.render(out, "keygate_request_duration_seconds",
                          "Time from request head to the end of the response.");
   upstream_seconds.render(out, "keygate_upstream_duration_seconds",

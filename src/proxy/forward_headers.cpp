@@ -205,6 +205,18 @@ bool has_query_source(const AuthConfig& auth) {
   return false;
 }
 
+// The identity headers (SPEC §3) of an authenticated request, as
+// emit(prefix, name, value): forwarded upstream, or answered to a forward-auth check.
+template <class Emit>
+void identity_fields(const Context& ctx, std::string_view prefix, Emit&& emit) {
+  if (!ctx.key) return;
+  emit(prefix, "Key-Id", ctx.key->id());
+  emit(prefix, "Key-Name", ctx.key->name());
+  emit(prefix, "Owner", ctx.key->owner());
+  emit(prefix, "Scopes", ctx.key->scopes_csv());
+  emit(prefix, "Plan", ctx.plan);
+}
+
 // A field of the client's that does not go upstream as sent: names with '_'
 // (unless allowed), anything that reads as an identity header (also with '_'
 // for '-'), and keys in credential headers.
@@ -247,14 +259,10 @@ void forwarded_fields(const Fields& f, const Context& ctx, const Runtime& rt,
     emit("Connection", {}, "Upgrade", {});
     emit("Upgrade", {}, f[http::field::upgrade], {});
   }
-  const std::string& prefix = c.identity_header_prefix;
-  if (ctx.key) {
-    emit(prefix, "Key-Id", ctx.key->id(), {});
-    emit(prefix, "Key-Name", ctx.key->name(), {});
-    emit(prefix, "Owner", ctx.key->owner(), {});
-    emit(prefix, "Scopes", ctx.key->scopes_csv(), {});
-    emit(prefix, "Plan", ctx.plan, {});
-  }
+  identity_fields(ctx, c.identity_header_prefix,
+                  [&emit](std::string_view prefix, std::string_view name, std::string_view value) {
+                    emit(prefix, name, value, {});
+                  });
   if (xff.empty())
     emit("X-Forwarded-For", {}, ctx.client_ip, {});
   else
@@ -295,6 +303,15 @@ void write_request_head(std::string& out, std::string_view method, std::string_v
                      out += "\r\n";
                    });
   out += "\r\n";
+}
+
+void set_identity_headers(Fields& f, const Context& ctx, const Config& config) {
+  identity_fields(ctx, config.identity_header_prefix,
+                  [&f](std::string_view prefix, std::string_view name, std::string_view value) {
+                    std::string full(prefix);
+                    full += name;
+                    f.set(full, value);
+                  });
 }
 
 std::string rewrite_request(Fields& f, std::string_view target, const Context& ctx,

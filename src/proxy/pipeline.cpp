@@ -1,5 +1,7 @@
 #include "keygate/proxy/pipeline.hpp"
 
+#include "keygate/proxy/client_ip.hpp"
+#include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/stages.hpp"
 
 namespace keygate {
@@ -30,23 +32,69 @@ std::optional<Verdict> Pipeline::health(const RequestView& req, Context& ctx) co
   return Verdict{false, 200, R"({"success":true,"data":{"status":"ok"}})", false};
 }
 
+Verdict Pipeline::admitted(const Context& ctx) const {
+  Verdict v;
+  switch (ctx.mode) {
+    case Context::Mode::proxy:
+      v.forward = true;
+      break;
+    case Context::Mode::forward_auth:
+      set_identity_headers(v.headers, ctx, rt_.config);  // 200, empty body
+      break;
+    case Context::Mode::self_service:
+      v.self_service = true;
+      break;
+  }
+  return v;
+}
+
+Verdict Pipeline::refuse(const Error& e, Context& ctx) const {
+  bool shadow = rt_.config.shadow;
+  if (ctx.route && ctx.route->shadow) shadow = *ctx.route->shadow;
+  // Keys are never created or changed on a refused key, shadow or not.
+  if (!shadow || ctx.mode == Context::Mode::self_service) return reply(e, ctx);
+  ctx.shadow_reason = e.reason;
+  return admitted(ctx);
+}
+
 Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
-  auto target = normalize_target(sent.target, {rt_.config.limits.allow_encoded_slashes});
+  ctx.client_ip = resolve_client_ip(ctx.peer_ip, sent.fields, rt_.trusted_proxies);
+  const NormalizeOptions options{rt_.config.limits.allow_encoded_slashes};
+  auto target = normalize_target(sent.target, options);
   if (!target) return {reply(target.error(), ctx)};
   ctx.target = std::move(*target);
-  const RequestView req{sent.method, ctx.target.target, sent.fields};
-  if (auto v = health(req, ctx)) return {*v};
+  std::string_view method = sent.method;
+  if (at_forward_auth(rt_.config.forward_auth, ctx.target.path())) {
+    auto original = original_request(sent, ctx.target, rt_.config.forward_auth, options);
+    if (!original) return {reply(original.error(), ctx)};
+    ctx.mode = Context::Mode::forward_auth;
+    method = original->method;
+    ctx.target = std::move(original->target);
+  }
+  const RequestView req{method, ctx.target.target, sent.fields};
 
-  auto route = select_route(rt_.config.routes, req.method, req.path());
-  if (!route) return {reply(route.error(), ctx)};
-  ctx.route = *route;
-  if (ctx.route && ctx.route->auth_none) return {Verdict{true}};
+  if (ctx.mode == Context::Mode::proxy) {
+    if (auto v = health(req, ctx)) return {*v};
+    if (under_self_service(rt_.config.self_service, req.path())) {
+      auto admin = self_service_target(rt_.config.self_service, ctx.target);
+      if (!admin) return {reply(admin.error(), ctx)};
+      ctx.mode = Context::Mode::self_service;
+      ctx.admin_target = std::move(*admin);
+    }
+  }
+  if (ctx.mode != Context::Mode::self_service) {  // self-service keys need no route's blessing
+    auto route = select_route(rt_.config.routes, req.method, req.path());
+    if (!route) return {reply(route.error(), ctx)};
+    ctx.route = *route;
+    if (ctx.route && ctx.route->auth_none) return {admitted(ctx)};
+  }
 
-  if (auto e = extract_credential(req, rt_.config.auth, ctx)) return {reply(*e, ctx)};
+  if (auto e = extract_credential(req, rt_.config.auth, ctx)) return {refuse(*e, ctx)};
   UnixMillis now = ctx.now = now_millis();
   if (auto e = authenticate(rt_, index_, ctx, now)) {
-    Admission refused{reply(*e, ctx)};
-    // A 403 goes to an authenticated key: it still gets its rate-limit headers.
+    Admission refused{refuse(*e, ctx)};
+    // A 403 goes to an authenticated key: it still gets its rate-limit headers
+    // (and, shadowed, takes no token: enforcing would not have taken one).
     if (ctx.key) refused.rate = RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), false};
     return refused;
   }
@@ -55,39 +103,42 @@ Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
   if (limits_.shares_credits()) {  // credits and tokens in one step, on the shared backend
     RateQuery q{ctx.policy, ctx.key->id(), ctx.key->owner(), true, ctx.cost};
     q.credits = shared_credits_query(ctx);
-    if (!ctx.policy.rate && !q.credits) return {Verdict{true}};
+    if (!ctx.policy.rate && !q.credits) return {admitted(ctx)};
     return {Verdict{true}, q};
   }
-  // No credits for this request: refused before the rate limit takes a token.
+  // No credits for this request: refused before the rate limit takes a token
+  // (shadowed: forwarded, spending nothing, as enforcing would have spent nothing).
   if (auto e = check_credits(ctx)) {
-    Admission refused{reply(*e, ctx)};
+    Admission refused{refuse(*e, ctx)};
     refused.rate = RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), false};
     return refused;
   }
   if (!ctx.policy.rate) {  // unlimited plan: nothing to ask
-    if (auto e = spend_credits(ctx)) return {reply(*e, ctx)};
-    return {Verdict{true}};
+    if (auto e = spend_credits(ctx)) return {refuse(*e, ctx)};
+    return {admitted(ctx)};
   }
+  // Passed so far; apply_rate() turns this into the mode's verdict.
   return {Verdict{true}, RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), true, ctx.cost}};
 }
 
-Verdict Pipeline::apply_rate(const RateOutcome& outcome, Context& ctx, Verdict admitted) const {
+Verdict Pipeline::apply_rate(const RateOutcome& outcome, Context& ctx, Verdict pending) const {
   ctx.rate = outcome.decision;
-  if (!admitted.forward) return admitted;  // a refusal that only wanted the headers
+  // Decided already: a refusal, or a shadowed one, that only wanted the headers.
+  if (!pending.forward || !ctx.shadow_reason.empty()) return pending;
   if (outcome.unavailable) {
     return reply(errors::unavailable("rate_limit_unavailable",
                                      "Rate limiting is unavailable; try again shortly."),
                  ctx);
   }
-  if (outcome.credits) {
-    if (auto e = adopt_shared_credits(ctx, *outcome.credits)) return reply(*e, ctx);
-    if (auto e = rate_limited_error(ctx)) return reply(*e, ctx);
+  if (outcome.credits) {  // the shared step spent credits only if it took the tokens too
+    if (auto e = adopt_shared_credits(ctx, *outcome.credits)) return refuse(*e, ctx);
+    if (auto e = rate_limited_error(ctx)) return refuse(*e, ctx);
     charge_shared_credits(ctx);
-    return admitted;
+    return admitted(ctx);
   }
-  if (auto e = rate_limited_error(ctx)) return reply(*e, ctx);
-  if (auto e = spend_credits(ctx)) return reply(*e, ctx);  // a race lost since check_credits
-  return admitted;
+  if (auto e = rate_limited_error(ctx)) return refuse(*e, ctx);
+  if (auto e = spend_credits(ctx)) return refuse(*e, ctx);  // a race lost since check_credits
+  return admitted(ctx);
 }
 
 Verdict Pipeline::decide(const RequestView& req, Context& ctx) const {

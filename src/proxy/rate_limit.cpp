@@ -61,7 +61,7 @@ void add_rate_limit_headers(const RateLimitConfig& cfg, const Context& ctx, Head
     fmt::format_to(std::back_inserter(v), "\"{}\";r={};t={}", ctx.plan, d.remaining, reset);
     out.set("RateLimit", {v.data(), v.size()});
   }
-  if (!d.allowed)
+  if (!d.allowed && ctx.shadow_reason.empty())  // a shadowed 429 was not refused: no retry
     out.set("Retry-After", Number(std::max<std::int64_t>(1, ceil_seconds(d.retry_ns))).view());
 }
 

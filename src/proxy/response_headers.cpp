@@ -47,6 +47,7 @@ void add_local_reply_headers(HeaderSink& out, const Verdict& v, const Context& c
                              const Runtime& rt, std::int64_t now_epoch_seconds) {
   out.set("Content-Type", "application/json");
   if (v.www_authenticate) out.set("WWW-Authenticate", "Bearer realm=\"keygate\"");
+  for (const auto& f : v.headers) out.set(f.name_string(), f.value());  // forward auth: identity
   add_response_headers(out, ctx, rt, now_epoch_seconds);
 }
 

@@ -171,7 +171,7 @@ int serve(Config config) {
   GatewayState state;
   Metrics metrics;
   StoreWorker storew(std::move(store), rt, index, limiter, state);
-  Services svc{index, limiter, storew, state, metrics};
+  Services svc{index, limiter, storew, state, metrics, storew};
   if (!storew.initial_sync()) {
     // A local file that cannot be used is fatal. A shared PostgreSQL may come
     // back: serve (with no keys yet, /ready 503) and keep reconnecting.

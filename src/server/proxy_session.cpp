@@ -12,6 +12,7 @@
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/response_headers.hpp"
 #include "keygate/proxy/stages.hpp"
+#include "server/self_service.hpp"
 #include "server/wire.hpp"
 #include "server/worker.hpp"
 
@@ -89,7 +90,7 @@ class ProxySession {
       auto addr = ep.address();
       if (addr.is_v6() && addr.to_v6().is_v4_mapped())
         addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-      ctx_.client_ip = addr.to_string();
+      ctx_.peer_ip = addr.to_string();
     }
     stream_.socket().set_option(tcp::no_delay(true), ec);
   }
@@ -223,6 +224,11 @@ class ProxySession {
       v = pipeline.apply_rate(outcome, ctx, std::move(v));
     }
     bool keep = req.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
+    if (v.self_service) {  // admin key routes on this listener (SPEC §9)
+      Verdict served =
+          co_await run_self_service(stream_, buffer_, parser, ctx, pipeline, svc_, cfg);
+      v = std::move(served);
+    }
     if (!v.forward) {
       bool body_pending = !parser.is_done();  // unread body: the connection cannot continue
       keep = keep && !body_pending;
@@ -536,11 +542,12 @@ class ProxySession {
     svc_.metrics.count_request(o.status, ctx.reason);
     svc_.metrics.request_seconds.observe(ms / 1000);
     meter_request(ctx, o.status);
+    if (!ctx.shadow_reason.empty()) svc_.metrics.count_shadow_denied(ctx.shadow_reason);
     if (!log::access_enabled()) return;
     log::access({ctx.request_id, ctx.client_ip, method, path, ctx.reason,
                  ctx.key ? ctx.key->id() : std::string_view{},
                  ctx.key ? ctx.key->owner() : std::string_view{}, o.status, o.bytes_in, o.bytes_out,
-                 ms, o.upstream_ms, ctx.deprecated});
+                 ms, o.upstream_ms, ctx.deprecated, ctx.shadow_reason});
   }
 
   Stream stream_;
@@ -548,7 +555,7 @@ class ProxySession {
   beast::flat_buffer buffer_;
   Worker& w_;
   Services& svc_;
-  Context ctx_;  // the request being served (client_ip set once)
+  Context ctx_;  // the request being served (peer_ip set once)
   // Reused across the connection's requests (their capacity kept): the head
   // going upstream, the head going to the client, the gateway's response fields.
   std::string request_head_, reply_head_;

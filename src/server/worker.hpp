@@ -16,12 +16,15 @@
 
 namespace keygate {
 
+class StoreWorker;
+
 struct Services {
   KeyIndex& index;
   RateLimiter& limiter;
   UsageSink& usage;
   GatewayState& state;
   Metrics& metrics;
+  StoreWorker& store;  // self-service key routes run its admin API handler (SPEC §9)
 };
 
 // Fixed-size blocks reused across requests on one thread: no malloc/free per

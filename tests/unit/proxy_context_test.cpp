@@ -58,13 +58,17 @@ struct World {
 
 }  // namespace
 
-TEST(ContextClear, EveryFieldButTheClientAddressGoesBackToItsDefault) {
+TEST(ContextClear, EveryFieldButThePeerAddressGoesBackToItsDefault) {
   World w;
   KeyMeter& meter = w.index.meters().meter("key_x");
   Route route;
   Credential credential{"kg_live_x", AuthSource{AuthSource::Kind::header, "X-Api-Key"}};
   Context ctx;
-  ctx.client_ip = "192.0.2.7";
+  ctx.peer_ip = "192.0.2.7";
+  ctx.client_ip = "198.51.100.4";  // what trusted_proxies made of X-Forwarded-For
+  ctx.mode = Context::Mode::forward_auth;
+  ctx.shadow_reason = "rate_limit";
+  ctx.admin_target = "/v1/api-keys";
   ctx.request_id = "a-fairly-long-request-id-that-is-not-inline";
   ctx.target.target = "/v1/some/path/that/is/long/enough?q=1";
   ctx.target.path_size = 5;
@@ -87,7 +91,11 @@ TEST(ContextClear, EveryFieldButTheClientAddressGoesBackToItsDefault) {
 
   ctx.clear();
 
-  EXPECT_EQ(ctx.client_ip, "192.0.2.7");
+  EXPECT_EQ(ctx.peer_ip, "192.0.2.7");
+  EXPECT_EQ(ctx.client_ip, "192.0.2.7");  // the next request's X-Forwarded-For is judged anew
+  EXPECT_EQ(ctx.mode, Context::Mode::proxy);
+  EXPECT_TRUE(ctx.shadow_reason.empty());
+  EXPECT_TRUE(ctx.admin_target.empty());
   EXPECT_TRUE(ctx.request_id.empty());
   EXPECT_GE(ctx.request_id.capacity(), id_capacity);  // kept: no allocation per request
   EXPECT_TRUE(ctx.target.target.empty());
@@ -121,7 +129,7 @@ TEST(ContextClear, NextRequestCarriesNothingOfTheLastKey) {
   std::string plain = w.add("plain");
 
   Context ctx;
-  ctx.client_ip = "127.0.0.1";
+  ctx.peer_ip = "127.0.0.1";
   HeaderList first = w.request(ctx, rotated);
   ASSERT_TRUE(ctx.key);
   EXPECT_EQ(ctx.key->name(), "rotated");

@@ -116,7 +116,7 @@ struct Forward {
 Context anonymous() {  // an `auth: none` route: no credential, no key
   Context ctx;
   ctx.request_id = "rid";
-  ctx.client_ip = "127.0.0.1";
+  ctx.peer_ip = ctx.client_ip = "127.0.0.1";
   return ctx;
 }
 
@@ -255,7 +255,7 @@ struct World {
     Fields f = with_host();
     if (!key.empty()) f.set("X-Api-Key", key);
     ctx.request_id = "rid";
-    ctx.client_ip = "127.0.0.1";
+    ctx.peer_ip = "127.0.0.1";
     RequestView v{method, target, f};
     return pipeline.decide(v, ctx);
   }

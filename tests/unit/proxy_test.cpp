@@ -51,7 +51,7 @@ struct World {
     Context local;
     Context& ctx = out ? *out : local;
     ctx.request_id = "rid-1";
-    ctx.client_ip = ip;
+    ctx.peer_ip = ip;
     RequestView v{method, target, f};
     return pipeline.decide(v, ctx);
   }

@@ -20,6 +20,10 @@ struct AdminRequest {
   std::string api_key;        // raw X-Api-Key header
   std::string request_id;
   bool metrics_only = false;  // the metrics.listen listener: GET /metrics and nothing else
+  // Self-service on the proxy listener (SPEC §9): `api_key` is the credential
+  // the proxy pipeline authenticated; only a key holding admin.key_scope is
+  // accepted, never the admin token.
+  bool keys_only = false;
 };
 
 struct AdminResponse {

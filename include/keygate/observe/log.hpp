@@ -37,8 +37,9 @@ struct AccessRecord {
   int status = 0;
   std::uint64_t bytes_in = 0, bytes_out = 0;
   double duration_ms = 0;
-  double upstream_ms = -1;  // < 0: not forwarded
-  bool deprecated = false;  // the key is in a rotation's grace period (SPEC §11)
+  double upstream_ms = -1;         // < 0: not forwarded
+  bool deprecated = false;         // the key is in a rotation's grace period (SPEC §11)
+  std::string_view shadow_reason;  // shadow mode: why enforcing would have refused it
 };
 void access(const AccessRecord& r);
 bool access_enabled();

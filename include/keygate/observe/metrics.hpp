@@ -61,6 +61,8 @@ class Metrics {
 
   void count_request(int status, std::string_view reason);
   void count_upstream_error(std::string_view kind);
+  // Shadow mode (SPEC §9): a request forwarded that enforcing would have refused.
+  void count_shadow_denied(std::string_view reason);
   void connection_opened() { open_connections_.fetch_add(1, std::memory_order_relaxed); }
   void connection_closed() { open_connections_.fetch_sub(1, std::memory_order_relaxed); }
   std::int64_t open_connections() const { return open_connections_.load(); }
@@ -109,6 +111,7 @@ class Metrics {
   static void render_shared_limits(std::string& out, const SharedLimits& s);
   std::array<std::array<std::atomic<std::uint64_t>, kReasons.size()>, 5> requests_{};
   std::array<std::atomic<std::uint64_t>, kUpstreamKinds.size()> upstream_errors_{};
+  std::array<std::atomic<std::uint64_t>, kReasons.size()> shadow_denied_{};
   std::atomic<std::int64_t> open_connections_{0};
   std::atomic<std::int64_t> config_generation_{1};
   std::atomic<std::int64_t> last_reload_ok_{1};

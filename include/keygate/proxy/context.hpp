@@ -38,19 +38,25 @@ struct Credential {
 };
 
 struct Context {
-  // For the next request on the same connection: everything but client_ip goes
-  // back to its default, so that no request's key, credits, deprecation or rate
-  // decision reaches the next one; the strings keep their capacity (no
-  // allocation per request). Built from a fresh Context rather than field by
-  // field, so a field added later is reset without being listed here.
+  // What the request is for (SPEC §9): relayed upstream, a forward-auth check
+  // (judged as the original request it describes), or a self-service key route.
+  enum class Mode { proxy, forward_auth, self_service };
+
+  // For the next request on the same connection: everything but peer_ip goes
+  // back to its default, so that no request's key, client IP, credits,
+  // deprecation or rate decision reaches the next one; the strings keep their
+  // capacity (no allocation per request). Built from a fresh Context rather
+  // than field by field, so a field added later is reset without being listed.
   void clear() {
     Context next;
+    next.peer_ip = std::move(peer_ip);
     next.client_ip = std::move(client_ip);
     next.request_id = std::move(request_id);
     next.target.target = std::move(target.target);
     next.target.authority = std::move(target.authority);
     next.reason = std::move(reason);
     *this = std::move(next);
+    client_ip = peer_ip;  // until admit() applies trusted_proxies
     request_id.clear();
     target.target.clear();
     target.authority.clear();
@@ -58,7 +64,9 @@ struct Context {
   }
 
   std::string request_id;
-  std::string client_ip;
+  std::string peer_ip;    // the socket peer, for every request on the connection
+  std::string client_ip;  // the peer, until admit() applies trusted_proxies (SPEC §10)
+  Mode mode = Mode::proxy;
   NormalizedTarget target;  // what routes matched and what goes upstream (SPEC §7)
   const Route* route = nullptr;
   std::optional<Credential> credential;
@@ -75,6 +83,8 @@ struct Context {
   std::uint32_t cost = 1;                        // the route's cost
   std::optional<CreditAccount::Answer> credits;  // the key's credits after this request
   bool deprecated = false;                       // in a rotation's grace period
+  std::string shadow_reason;  // shadow mode: the reason it would have been refused
+  std::string admin_target;   // self-service: the admin API route and query it maps to
 };
 
 }  // namespace keygate

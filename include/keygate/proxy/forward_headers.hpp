@@ -32,6 +32,10 @@ class HopByHop {
 };
 void remove_hop_by_hop(Fields& f);
 
+// The identity headers (SPEC §3) of ctx.key, if any: X-Keygate-Key-Id, -Key-Name,
+// -Owner, -Scopes, -Plan under identity.header_prefix.
+void set_identity_headers(Fields& f, const Context& ctx, const Config& config);
+
 struct ForwardInfo {
   bool client_tls = false;
   bool websocket = false;  // keep Upgrade/Connection for a tunnelled upgrade

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "keygate/config/config.hpp"
+#include "keygate/keys/cidr.hpp"
 #include "keygate/keys/key_format.hpp"
 #include "keygate/keys/key_hasher.hpp"
 #include "keygate/proxy/error_renderer.hpp"
@@ -18,6 +19,7 @@ struct Runtime {
   KeyFormat key_format;
   KeyHasher hasher;
   std::string missing_message;
+  std::vector<Cidr> trusted_proxies;  // config.trusted_proxies, parsed once
 };
 
 using RuntimePtr = std::shared_ptr<const Runtime>;

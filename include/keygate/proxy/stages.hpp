@@ -31,6 +31,32 @@ const Route* match_route(const std::vector<Route>& routes, std::string_view meth
 std::expected<const Route*, Error> select_route(const std::vector<Route>& routes,
                                                 std::string_view method, std::string_view path);
 
+// forward auth (SPEC §9): whether `path` (normalised) is a check at
+// forward_auth.path: that path itself, or under it (Envoy's ext_authz appends
+// the original path to its path_prefix).
+bool at_forward_auth(const ForwardAuthConfig& fa, std::string_view path);
+struct OriginalRequest {
+  std::string_view method;  // points into the check's fields or its own method
+  NormalizedTarget target;
+};
+// The request a check describes: method from X-Forwarded-Method or
+// X-Original-Method, target from X-Forwarded-Uri or X-Original-URI, else the
+// check's own (less forward_auth.path, for Envoy). 400 when those headers
+// disagree with each other (a client-sent one beside the ingress's: judging the
+// wrong one would let a path dodge its route) or name no valid method or path.
+std::expected<OriginalRequest, Error> original_request(const RequestView& check,
+                                                       const NormalizedTarget& own,
+                                                       const ForwardAuthConfig& fa,
+                                                       const NormalizeOptions& options);
+
+// self-service (SPEC §9): whether `path` lies under self_service.path_prefix,
+// and the admin API target (`/v1/api-keys...?query`) it maps to: the key routes
+// only (<prefix>, <prefix>/{id}, <prefix>/{id}/rotate); 404 for anything else
+// under the prefix.
+bool under_self_service(const SelfServiceConfig& ss, std::string_view path);
+std::expected<std::string, Error> self_service_target(const SelfServiceConfig& ss,
+                                                      const NormalizedTarget& target);
+
 // credentials: the key from the first source that has one (sources in order);
 // 401 malformed for an empty Bearer, 401 conflict for two different keys.
 std::optional<Error> extract_credential(const RequestView& req, const AuthConfig& auth,
