@@ -11,7 +11,8 @@ build_pkgs=(cmake ninja-build g++ make libboost1.81-dev nlohmann-json3-dev libsp
   libpq-dev postgresql  # postgresql: the integration tests start a real server
   libboost-url1.81-dev libhiredis-dev redis-server  # redis-server: likewise
   systemd  # systemd-analyze verifies deploy/keygate.service
-  nginx  # nginx: the real upstream of the security integration tests
+  nginx  # nginx: the real upstream of the security tests, and a forward-auth ingress
+  caddy  # caddy (2.6, forward_auth): the other forward-auth ingress of the tests
   strace)  # strace: test_reliability counts the relay's read calls
 runtime_pkgs=(libyaml-cpp0.7 libsqlite3-0 libssl3 libspdlog1.10 libfmt9 libpq5 ca-certificates curl
   libboost-url1.81.0 libhiredis0.14)
@@ -46,7 +47,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q >/dev/null
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 # Packages such as nginx start a system service on install; the bench and tests start their own.
-for s in nginx haproxy postgresql redis-server; do
+for s in nginx haproxy postgresql redis-server caddy; do
   if [[ " ${missing[*]} " == *" $s "* ]] && [[ -d /run/systemd/system ]]; then
     "${sudo[@]}" systemctl disable --now "$s" >/dev/null 2>&1 || true
   fi

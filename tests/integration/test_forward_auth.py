@@ -1,0 +1,242 @@
+"""Forward auth (SPEC §9) behind the real ingresses: nginx `auth_request` and
+Caddy `forward_auth`, each started on a free loopback port in a temp dir with
+the configs shipped in deploy/forward-auth/ (the ones the README shows), in
+front of the test upstream, asking a real keygate."""
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import unittest
+
+import upstream
+from harness import HERE, Gateway, free_port, wait_until
+
+DEPLOY = os.path.join(HERE, "..", "..", "deploy", "forward-auth")
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+CADDY = shutil.which("caddy")
+
+# The shipped nginx.conf goes in an http {} block; this is the rest of a
+# main config that runs unprivileged in a temp dir.
+NGINX_MAIN = """daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log {tmp}/access.log;
+  client_body_temp_path {tmp}/client_body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  include {tmp}/keygate.conf;
+}}
+"""
+CADDY_GLOBAL = "{\n\tadmin off\n\tauto_https off\n}\n\n"
+
+
+def shipped(name, ingress_port, keygate_port, api_port):
+    """A shipped config with its example addresses replaced by the test's ports."""
+    with open(os.path.join(DEPLOY, name)) as f:
+        text = f.read()
+    for example, real in (("127.0.0.1:8080", f"127.0.0.1:{keygate_port}"),
+                          ("127.0.0.1:9000", f"127.0.0.1:{api_port}")):
+        assert example in text, f"{name} no longer names {example}"
+        text = text.replace(example, real)
+    listen = "listen 80;" if name == "nginx.conf" else ":80 {"
+    assert listen in text, f"{name} no longer has {listen}"
+    return text.replace(listen, f"listen 127.0.0.1:{ingress_port};" if name == "nginx.conf"
+                        else f"http://127.0.0.1:{ingress_port} {{")
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+class Ingress:
+    """One real ingress process in a temp dir, stopped by stop()."""
+
+    def __init__(self, argv, tmp, port, env=None):
+        self.tmp, self.port = tmp, port
+        self.log = open(os.path.join(tmp, "ingress.log"), "wb")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        if not wait_until(lambda: self.proc.poll() is not None or listening(port), timeout=20) \
+                or self.proc.poll() is not None:
+            with open(os.path.join(tmp, "ingress.log"), errors="replace") as f:
+                log = f.read()
+            self.stop()
+            raise AssertionError(f"{argv[0]} did not start:\n{log}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class ForwardAuthBehind:
+    """The cases every ingress must get right; subclasses start the ingress."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.upstream = upstream.start()
+        cls.g = Gateway(cls.upstream.server_port, {
+            "forward_auth": {"path": "/_keygate/auth"},
+            "trusted_proxies": ["127.0.0.1/32"],
+            "plans": {"default": {"rate": {"requests": 1000, "period": "1h"}}},
+            "routes": [{"path_prefix": "/admin/", "require_scopes": ["admin"]}],
+        })
+        try:
+            cls.g.start()
+            cls.ingress = cls.start_ingress(tempfile.mkdtemp(prefix="kg-ingress-"))
+        except BaseException:  # tearDownClass does not run after a failed setUpClass
+            cls.g.cleanup()
+            cls.upstream.shutdown()
+            cls.upstream.server_close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ingress.stop()
+        cls.g.cleanup()
+        cls.upstream.shutdown()
+        cls.upstream.server_close()
+
+    def get(self, path="/v1/things?x=1", headers=None, method="GET", source="127.0.0.1"):
+        c = http.client.HTTPConnection("127.0.0.1", self.ingress.port, timeout=10,
+                                       source_address=(source, 0))
+        try:
+            return self.g.request(method, path, headers=headers, conn=c)
+        finally:
+            c.close()
+
+    def key(self, *args):
+        return self.g.create_key("--name", "via-ingress", "--owner", "acme", *args)
+
+    def test_valid_key_reaches_the_upstream_with_identity_and_without_the_key(self):
+        k = self.key("--scopes", "read")
+        for creds in ({"X-Api-Key": k["key"]}, {"Authorization": f"Bearer {k['key']}"}):
+            r = self.get(headers={**creds, "X-Keygate-Owner": "spoofed"}, method="POST")
+            self.assertEqual(r.status, 200, r.body)
+            echo = r.json()  # what the upstream received
+            self.assertEqual((echo["method"], echo["target"]), ("POST", "/v1/things?x=1"))
+            h = echo["headers"]
+            self.assertEqual(h["x-keygate-key-id"], [k["id"]])
+            self.assertEqual(h["x-keygate-owner"], ["acme"])
+            self.assertEqual(h["x-keygate-scopes"], ["read"])
+            self.assertEqual(h["x-keygate-plan"], ["default"])
+            self.assertNotIn("x-api-key", h)
+            self.assertNotIn("authorization", h)
+            self.assertNotIn(k["key"], r.body.decode())
+        # Other Authorization schemes pass to the API untouched.
+        r = self.get(headers={"X-Api-Key": k["key"], "Authorization": "Basic dTpw"})
+        self.assertEqual(r.json()["headers"].get("authorization"), ["Basic dTpw"])
+
+    def test_missing_key_is_401(self):
+        r = self.get()
+        self.assertEqual(r.status, 401, r.body)
+        self.assertEqual(r.json()["error"]["code"], "AUTH_ERROR")
+        self.assertEqual(r.header("www-authenticate"), 'Bearer realm="keygate"')
+
+    def test_revoked_key_is_401(self):
+        k = self.key()
+        self.assertEqual(self.get(headers={"X-Api-Key": k["key"]}).status, 200)
+        self.g.cli("keys", "revoke", k["id"])
+        self.assertTrue(wait_until(
+            lambda: self.get(headers={"X-Api-Key": k["key"]}).status == 401, timeout=5))
+        self.assertEqual(self.get(headers={"X-Api-Key": k["key"]}).json()["error"]["code"],
+                         "AUTH_ERROR")
+
+    def test_rate_limited_key_is_429_with_retry_after(self):
+        k = self.key("--rate", "2/1h")
+        seen = [self.get(headers={"X-Api-Key": k["key"]}) for _ in range(3)]
+        self.assertEqual([r.status for r in seen], [200, 200, 429])
+        self.assertEqual(seen[2].json()["error"]["code"], "RATE_LIMIT_ERROR")
+        self.assertGreater(int(seen[2].header("retry-after")), 0)
+        self.assertEqual(seen[2].header("x-ratelimit-remaining"), "0")
+
+    def test_client_ip_is_the_ingress_peer_not_a_claim(self):
+        # The ingress (127.0.0.1, trusted) appends the address it saw; a client
+        # at 127.0.0.2 (untrusted) cannot pass off another one.
+        here = self.key("--allow-ip", "127.0.0.2/32")
+        claimed = self.key("--allow-ip", "203.0.113.7/32")
+        spoof = {"X-Forwarded-For": "203.0.113.7"}
+        r = self.get(headers={"X-Api-Key": here["key"], **spoof}, source="127.0.0.2")
+        self.assertEqual(r.status, 200, r.body)
+        r = self.get(headers={"X-Api-Key": claimed["key"], **spoof}, source="127.0.0.2")
+        self.assertEqual(r.status, 403, r.body)
+
+    def test_scope_denied_is_403(self):
+        k = self.key("--scopes", "read")
+        r = self.get("/admin/users", headers={"X-Api-Key": k["key"]})
+        self.assertEqual(r.status, 403, r.body)
+        self.assertEqual(r.json()["error"]["code"], "FORBIDDEN")
+        admin = self.key("--scopes", "admin")
+        self.assertEqual(self.get("/admin/users", headers={"X-Api-Key": admin["key"]}).status, 200)
+
+
+@unittest.skipIf(NGINX is None, "nginx is not installed (scripts/install-deps.sh installs it)")
+class Nginx(ForwardAuthBehind, unittest.TestCase):
+    @classmethod
+    def start_ingress(cls, tmp):
+        port = free_port()
+        with open(os.path.join(tmp, "keygate.conf"), "w") as f:
+            f.write(shipped("nginx.conf", port, cls.g.port, cls.upstream.server_port))
+        conf = os.path.join(tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_MAIN.format(tmp=tmp))
+        return Ingress([NGINX, "-p", tmp, "-e", os.path.join(tmp, "error.log"), "-c", conf],
+                       tmp, port)
+
+
+@unittest.skipIf(CADDY is None, "caddy is not installed (scripts/install-deps.sh installs it)")
+class Caddy(ForwardAuthBehind, unittest.TestCase):
+    @classmethod
+    def start_ingress(cls, tmp):
+        port = free_port()
+        conf = os.path.join(tmp, "Caddyfile")
+        with open(conf, "w") as f:
+            f.write(CADDY_GLOBAL + shipped("Caddyfile", port, cls.g.port, cls.upstream.server_port))
+        env = {**os.environ, "HOME": tmp, "XDG_DATA_HOME": tmp, "XDG_CONFIG_HOME": tmp}
+        return Ingress([CADDY, "run", "--adapter", "caddyfile", "--config", conf], tmp, port, env)
+
+    def test_refusals_arrive_as_keygate_wrote_them(self):
+        r = self.get()
+        self.assertEqual(r.status, 401)
+        self.assertEqual(r.json()["error"]["details"]["reason"], "missing")
+        self.assertEqual(r.header("www-authenticate"), 'Bearer realm="keygate"')
+        self.assertEqual(r.json()["error"]["request_id"], r.header("x-request-id"))
+
+    def test_client_sent_identity_headers_never_reach_the_upstream(self):
+        k = self.key()
+        r = self.get(headers={"X-Api-Key": k["key"], "X-Keygate-Owner": "spoofed",
+                              "X-Keygate-Role": "admin"})
+        h = r.json()["headers"]
+        self.assertEqual(h["x-keygate-owner"], ["acme"])
+        self.assertNotIn("x-keygate-role", h)
+
+
+class ShippedConfigsInReadme(unittest.TestCase):
+    def test_readme_shows_the_tested_configs_verbatim(self):
+        with open(os.path.join(HERE, "..", "..", "README.md")) as f:
+            readme = f.read()
+        for name in ("nginx.conf", "Caddyfile"):
+            with open(os.path.join(DEPLOY, name)) as f:
+                self.assertIn(f.read().strip(), readme, name)
+
+
+if __name__ == "__main__":
+    unittest.main()
