@@ -3,7 +3,7 @@ import os
 import time
 import unittest
 
-from harness import EXAMPLES, GatewayTest
+from harness import ADMIN_TOKEN, EXAMPLES, GatewayTest
 
 CONFIG = os.path.join(EXAMPLES, "stevora.yaml")
 
@@ -70,6 +70,46 @@ class Stevora(GatewayTest):
                                 headers={"x-api-key": first["key"]}).json()
         self.assertEqual(listed["meta"], {"page": 1, "pageSize": 20, "total": 2, "totalPages": 1})
         self.assertEqual(self.g.request("GET", "/v1/x", headers={"x-api-key": made["key"]}).status, 200)
+
+    def test_create_a_key_with_a_key_at_the_api_host(self):
+        # The documented call, as written, at the proxy port (self_service).
+        first = self.g.admin("POST", "/v1/api-keys", {"name": "first", "owner": "ws_1",
+                                                       "scopes": ["keys:admin", "workflows:read"]})
+        first = first.json()["data"]
+        r = self.g.request("POST", "/v1/api-keys", body=b'{"name": "production-key"}',
+                           headers={"x-api-key": first["key"], "Content-Type": "application/json"})
+        self.assertEqual(r.status, 201, r.body)
+        made = r.json()["data"]
+        self.assertEqual(list(r.json()), ["success", "data"])
+        self.assertEqual(made["owner"], "ws_1")
+        self.assertRegex(made["key"], r"^stv_[0-9A-Za-z]{38}$")
+        self.assertEqual(self.g.request("GET", "/v1/x", headers={"x-api-key": made["key"]}).status, 200)
+        listed = self.g.request("GET", "/v1/api-keys?page=1&pageSize=20",
+                                headers={"x-api-key": first["key"]}).json()
+        self.assertEqual(listed["meta"], {"page": 1, "pageSize": 20, "total": 2, "totalPages": 1})
+
+        # Another workspace's key: "does not exist or belongs to another workspace" (404).
+        other = self.g.create_key("--name", "theirs", "--owner", "ws_2")
+        r = self.g.request("GET", f"/v1/api-keys/{other['id']}", headers={"x-api-key": first["key"]})
+        self.assertEqual((r.status, r.json()["error"]["code"]), (404, "NOT_FOUND"))
+        r = self.g.request("POST", "/v1/api-keys", body=b'{"name": "x", "owner": "ws_2"}',
+                           headers={"x-api-key": first["key"]})
+        self.assertEqual(r.status, 403)
+        # No scope wider than the caller's.
+        r = self.g.request("POST", "/v1/api-keys", body=b'{"name": "x", "scopes": ["billing:admin"]}',
+                           headers={"x-api-key": first["key"]})
+        self.assertEqual((r.status, r.json()["success"]), (403, False))
+        r = self.g.request("PATCH", f"/v1/api-keys/{made['id']}", body=b'{"scopes": ["keys:admin", "x"]}',
+                           headers={"x-api-key": first["key"]})
+        self.assertEqual(r.status, 403)
+        # A key without keys:admin cannot manage keys; the admin token is not taken here.
+        r = self.g.request("POST", "/v1/api-keys", body=b'{"name": "y"}',
+                           headers={"x-api-key": made["key"]})
+        self.assertEqual(r.status, 403)
+        r = self.g.request("GET", "/v1/api-keys", headers={"x-api-key": ADMIN_TOKEN})
+        self.assertEqual(r.status, 401)
+        r = self.g.request("GET", "/v1/api-keys", headers={"x-api-key": "stv_" + "a" * 38})
+        self.assertEqual((r.status, r.json()["error"]["message"]), (401, "Invalid or revoked API key"))
 
 
 if __name__ == "__main__":
