@@ -7,9 +7,11 @@
 #   4. HTTPS listener throughput beside plain HTTP.
 #   5. rate_limit.backend: redis beside local (a real redis-server on loopback).
 #   6. Heap allocations per request, valid key and 401, access log off and on.
+#   7. Forward auth: nginx auth_request -> keygate (the shipped deploy/forward-auth/
+#      nginx.conf) vs nginx's own key map, measured by peers.sh as well.
 # Settings: SKIP_ALLOC=1, SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
-# KEYS=1000000, and the
-# peers.sh variables (PIN, ROUNDS, DUR, CONFIGS).
+# SKIP_FORWARD_AUTH=1, KEYS=1000000, SHARED_BENCH (default ../shared/bench), FA_CONFIGS,
+# and the peers.sh variables (PIN, ROUNDS, DUR, CONFIGS).
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -202,6 +204,34 @@ NGINX
     "$(medn "$TRIPS")" "$(medn "$CALLS")"
   printf 'redis-server CPU per request: %s us (besides keygate'"'"'s)\n' "$(medn "$RCPU")"
   for mode in local redis; do kill "${PID[$mode]}"; wait "${PID[$mode]}" 2>/dev/null || true; done
+fi
+
+if [[ -z ${SKIP_FORWARD_AUTH:-} ]]; then
+  FA_PEERS="${SHARED_BENCH:-$ROOT/../shared/bench}/peers.sh"
+  if [[ ! -x $FA_PEERS ]]; then
+    echo "== forward-auth comparison skipped: $FA_PEERS not found"
+  else
+    # "gateway" below is nginx (1 worker, auth_request) + keygate (threads: 1), both
+    # on the proxy CPU; "nginx-auth" is nginx alone checking its key map.
+    echo "== forward auth: nginx auth_request -> keygate vs nginx's own key map"
+    KG_FA_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$W/fa.yaml" <<YAML
+listen: "127.0.0.1:$KG_FA_PORT"
+threads: 1
+upstream: {url: "http://127.0.0.1:9"}
+store: {sqlite: "$W/fa.db"}
+forward_auth: {path: /_keygate/auth}
+trusted_proxies: [127.0.0.1/32]
+plans: {default: {rate: {requests: 1000000000, period: 1s}}}
+logging: {access_log: false, level: warn}
+YAML
+    FA_KEY=$("$BIN" keys create --config "$W/fa.yaml" --name fabench --json |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+    KG_BIN="$BIN" KG_FA_CONFIG="$W/fa.yaml" KG_FA_PORT="$KG_FA_PORT" KG_ROOT="$ROOT" \
+      GATEWAY_CMD="$ROOT/tests/bench/forward_auth_gateway.sh" GATEWAY_KEY="$FA_KEY" \
+      CONFIGS=${FA_CONFIGS:-"nginx-auth"} PIN=${PIN:-one} ROUNDS=${ROUNDS:-3} DUR=${DUR:-5} \
+      "$FA_PEERS"
+  fi
 fi
 
 if [[ -z ${SKIP_WRK:-} ]]; then
