@@ -85,6 +85,12 @@ std::map<std::string, std::string> settings(const Config& c) {
   s["logging.access_log"] = c.logging.access_log ? "true" : "false";
   s["usage.retention"] = ms(c.usage.retention);
   s["shutdown_timeout"] = ms(c.shutdown_timeout);
+  s["forward_auth.path"] = opt(c.forward_auth.path);
+  s["shadow"] = c.shadow ? "true" : "false";
+  s["self_service.path_prefix"] = opt(c.self_service.path_prefix);
+  std::string proxies;
+  for (const auto& cidr : c.trusted_proxies) proxies += cidr + " ";
+  s["trusted_proxies"] = proxies;
   return s;
 }
 
