@@ -11,9 +11,10 @@ import tempfile
 import unittest
 
 import upstream
-from harness import HERE, Gateway, free_port, wait_until
+from harness import EXAMPLES, HERE, Gateway, free_port, wait_until
 
 DEPLOY = os.path.join(HERE, "..", "..", "deploy", "forward-auth")
+EXAMPLE = os.path.join(EXAMPLES, "forward-auth.yaml")
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
 CADDY = shutil.which("caddy")
@@ -93,12 +94,8 @@ class ForwardAuthBehind:
     @classmethod
     def setUpClass(cls):
         cls.upstream = upstream.start()
-        cls.g = Gateway(cls.upstream.server_port, {
-            "forward_auth": {"path": "/_keygate/auth"},
-            "trusted_proxies": ["127.0.0.1/32"],
-            "plans": {"default": {"rate": {"requests": 1000, "period": "1h"}}},
-            "routes": [{"path_prefix": "/admin/", "require_scopes": ["admin"]}],
-        })
+        # keygate runs config/examples/forward-auth.yaml as shipped.
+        cls.g = Gateway(cls.upstream.server_port, example=EXAMPLE)
         try:
             cls.g.start()
             cls.ingress = cls.start_ingress(tempfile.mkdtemp(prefix="kg-ingress-"))
@@ -178,6 +175,14 @@ class ForwardAuthBehind:
         self.assertEqual(r.status, 200, r.body)
         r = self.get(headers={"X-Api-Key": claimed["key"], **spoof}, source="127.0.0.2")
         self.assertEqual(r.status, 403, r.body)
+
+    def test_auth_none_route_passes_without_a_key(self):
+        r = self.get("/health/deep", headers={"X-Keygate-Owner": "spoofed"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["target"], "/health/deep")  # the API answered
+        # No identity, neither keygate's (there is none) nor the client's.
+        self.assertFalse([h for h in r.json()["headers"] if h.startswith("x-keygate-")],
+                         r.json()["headers"])
 
     def test_scope_denied_is_403(self):
         k = self.key("--scopes", "read")

@@ -5,9 +5,10 @@ keygate are in test_forward_auth.py)."""
 import http.client
 import json
 import os
+import re
 import unittest
 
-from harness import ADMIN_TOKEN, GatewayTest, wait_until
+from harness import ADMIN_TOKEN, EXAMPLES, HERE, GatewayTest, wait_until
 
 
 def request_from(g, source, method, path, headers):
@@ -198,6 +199,45 @@ class ForwardAuthAnswers(GatewayTest):
         r = g.request("GET", "/_keygate/auth", headers={"X-Forwarded-Uri": "/v1/x"})
         self.assertEnvelope(r, 401, "AUTH_ERROR", "missing")
         self.assertEqual(r.header("www-authenticate"), 'Bearer realm="keygate"')
+
+
+class DocumentedConfigs(GatewayTest):
+    """The configs the README and config/ show for these modes pass
+    `keygate check-config`; their mistakes are named with the line."""
+
+    def check(self, g, path):
+        return g.cli("check-config", config=path, check=False)
+
+    def test_shipped_and_readme_configs_are_accepted(self):
+        g = self.gateway(start=False)
+        with open(os.path.join(HERE, "..", "..", "README.md")) as f:
+            readme = f.read()
+        section = readme[readme.index("## Deployment modes"):]
+        snippet = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+        self.assertIn("forward_auth:", snippet)
+        readme_yaml = os.path.join(g.tmp, "readme.yaml")
+        with open(readme_yaml, "w") as f:
+            f.write(snippet)
+        for path in (readme_yaml, os.path.join(HERE, "..", "..", "config", "keygate.yaml"),
+                     os.path.join(EXAMPLES, "forward-auth.yaml"),
+                     os.path.join(EXAMPLES, "stevora.yaml")):
+            p = self.check(g, path)
+            self.assertEqual((p.returncode, p.stdout), (0, "config OK\n"), f"{path}: {p.stderr}")
+
+    def test_mistakes_are_named_with_their_line(self):
+        g = self.gateway(start=False)
+        bad = os.path.join(g.tmp, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write("self_service: {path_prefix: /v1/api-keys}\n"
+                    "trusted_proxies: [10.0.0.0/33]\n"
+                    "shadow: maybe\n"
+                    "forward_auth: {path: /health}\n")
+        p = self.check(g, bad)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        for line, words in ((1, "admin.key_scope"), (2, "10.0.0.0/33"), (3, "shadow"),
+                            (4, "health endpoint")):
+            self.assertIn(f"bad.yaml:{line}: ", p.stderr)
+            self.assertRegex(p.stderr, rf"bad\.yaml:{line}: [^\n]*{re.escape(words)}")
 
 
 if __name__ == "__main__":
