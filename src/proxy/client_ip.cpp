@@ -1,5 +1,7 @@
 #include "keygate/proxy/client_ip.hpp"
 
+#include <boost/url/parse.hpp>
+#include <charconv>
 #include <optional>
 
 namespace keygate {
@@ -14,32 +16,34 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool is_port(std::string_view p) {
-  if (p.empty() || p.size() > 5) return false;
-  for (char c : p)
-    if (c < '0' || c > '9') return false;
-  return true;
+// 1..65535 (Boost.URL takes any digits as a port).
+bool valid_port(std::string_view digits) {
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  return ec == std::errc{} && end == digits.data() + digits.size() && port >= 1 && port <= 65535;
 }
 
-// One X-Forwarded-For entry as an address: `a.b.c.d`, `a.b.c.d:port`, an IPv6
-// address, or `[v6]` with an optional `:port`. Anything else is not an address.
+// One X-Forwarded-For entry as an address: a bare IPv4 or IPv6 address, or
+// an authority without user info (`a.b.c.d:port`, `[v6]`, `[v6]:port`).
+// Anything else (names, `unknown`, ranges) is not an address.
 std::optional<ip::address> entry_address(std::string_view e) {
-  std::string_view host = e;
-  if (e.starts_with('[')) {
-    auto close = e.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    host = e.substr(1, close - 1);
-    std::string_view rest = e.substr(close + 1);
-    if (!rest.empty() && !(rest.starts_with(':') && is_port(rest.substr(1)))) return std::nullopt;
-  } else if (auto colon = e.find(':');
-             colon != std::string_view::npos && e.find(':', colon + 1) == std::string_view::npos) {
-    host = e.substr(0, colon);  // one colon: IPv4 with a port (IPv6 has at least two)
-    if (!is_port(e.substr(colon + 1))) return std::nullopt;
-  }
-  if (host.empty() || host.size() > 64) return std::nullopt;
   boost::system::error_code ec;
-  ip::address a = ip::make_address(std::string(host), ec);
-  if (ec) return std::nullopt;
+  ip::address a = ip::make_address(std::string(e), ec);
+  if (ec) {
+    auto authority = boost::urls::parse_authority(e);
+    if (!authority || authority->has_userinfo()) return std::nullopt;
+    if (authority->has_port() && !valid_port(authority->port())) return std::nullopt;
+    switch (authority->host_type()) {
+      case boost::urls::host_type::ipv4:
+        a = ip::address_v4(authority->host_ipv4_address().to_uint());
+        break;
+      case boost::urls::host_type::ipv6:
+        a = ip::address_v6(authority->host_ipv6_address().to_bytes());
+        break;
+      default:
+        return std::nullopt;
+    }
+  }
   if (a.is_v6() && a.to_v6().is_v4_mapped()) a = ip::make_address_v4(ip::v4_mapped, a.to_v6());
   return a;
 }

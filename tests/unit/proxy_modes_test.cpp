@@ -125,7 +125,8 @@ TEST(ClientIp, AllTrustedChainGivesTheLeftMostHop) {
 TEST(ClientIp, GarbageStopsAtTheLastTrustedHop) {
   auto trusted = nets({"10.0.0.0/8"});
   for (const char* bad : {"unknown", "not an ip", "1.2.3.4.5", "999.1.1.1", "[::1", "1.2.3.4:x",
-                          "example.com", "_hidden", "1.2.3.4/8"}) {
+                          "example.com", "_hidden", "1.2.3.4/8", "1.2.3.4:", "1.2.3.4:99999",
+                          "1.2.3.4:0", "user@1.2.3.4", "[v1.x]:80"}) {
     std::string list = std::string("203.0.113.7, ") + bad + ", 10.9.9.9";
     EXPECT_EQ(resolve_client_ip("10.0.0.1", xff({list.c_str()}), trusted), "10.9.9.9") << bad;
     EXPECT_EQ(resolve_client_ip("10.0.0.1", xff({bad}), trusted), "10.0.0.1") << bad;
