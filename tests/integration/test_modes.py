@@ -25,6 +25,20 @@ def access_lines(g):
         return [json.loads(line) for line in f if line.startswith("{")]
 
 
+def logged(g, responses):
+    """The access-log lines of these responses, in their order (worker threads
+    may write lines in another order than the requests were answered)."""
+    ids = [r.header("x-request-id") for r in responses]
+    by_id = {}
+
+    def all_there():
+        by_id.update({line["request_id"]: line for line in access_lines(g)})
+        return all(i in by_id for i in ids)
+
+    assert wait_until(all_there), f"not every request was logged: {ids}"
+    return [by_id[i] for i in ids]
+
+
 class ClientIp(GatewayTest):
     """127.0.0.1 is the trusted proxy; a client connecting from 127.0.0.2 is not."""
 
@@ -39,20 +53,25 @@ class ClientIp(GatewayTest):
         return request_from(self.g, source, "GET", "/v1/x", headers)
 
     def test_allow_listed_key_works_only_from_the_right_forwarded_address(self):
-        self.assertEqual(self.get().status, 403)  # the trusted peer itself is not allowed
-        r = self.get("203.0.113.7")
-        self.assertEqual(r.status, 200, r.body)
+        seen = [self.get()]
+        self.assertEqual(seen[-1].status, 403)  # the trusted peer itself is not allowed
+        seen.append(self.get("203.0.113.7"))
+        self.assertEqual(seen[-1].status, 200, seen[-1].body)
         # The upstream sees the client appended, as keygate resolved it.
-        self.assertEqual(r.json()["headers"]["x-forwarded-for"], ["203.0.113.7, 203.0.113.7"])
-        self.assertEqual(self.get("198.51.100.1").status, 403)
+        self.assertEqual(seen[-1].json()["headers"]["x-forwarded-for"],
+                         ["203.0.113.7, 203.0.113.7"])
+        seen.append(self.get("198.51.100.1"))
+        self.assertEqual(seen[-1].status, 403)
         # An allowed address written left of what the trusted hop appended is the client's own.
-        self.assertEqual(self.get("203.0.113.7, 198.51.100.1").status, 403)
-        self.assertEqual(self.get("198.51.100.1, 203.0.113.9, 127.0.0.1").status, 200)
-        self.assertEqual(self.get("203.0.113.7, garbage").status, 403)  # stops at the trusted peer
-        logged = [line["client_ip"] for line in access_lines(self.g)] if wait_until(
-            lambda: len(access_lines(self.g)) >= 6) else []
-        self.assertEqual(logged, ["127.0.0.1", "203.0.113.7", "198.51.100.1", "198.51.100.1",
-                                  "203.0.113.9", "127.0.0.1"])
+        seen.append(self.get("203.0.113.7, 198.51.100.1"))
+        self.assertEqual(seen[-1].status, 403)
+        seen.append(self.get("198.51.100.1, 203.0.113.9, 127.0.0.1"))
+        self.assertEqual(seen[-1].status, 200)
+        seen.append(self.get("203.0.113.7, garbage"))
+        self.assertEqual(seen[-1].status, 403)  # stops at the trusted peer
+        self.assertEqual([line["client_ip"] for line in logged(self.g, seen)],
+                         ["127.0.0.1", "203.0.113.7", "198.51.100.1", "198.51.100.1",
+                          "203.0.113.9", "127.0.0.1"])
 
     def test_untrusted_peers_forwarded_for_is_ignored(self):
         r = self.get("203.0.113.7", source="127.0.0.2")
@@ -76,9 +95,10 @@ class Shadow(GatewayTest):
         g = self.gateway({"shadow": True,
                           "plans": {"default": {"rate": {"requests": 3, "period": "1h"}}}})
         key = g.create_key("--name", "rolling-out")
-        statuses, forwarded = [], 0
+        statuses, forwarded, seen = [], 0, []
         for _ in range(10):
             r = g.request("GET", "/v1/x", headers={"X-Api-Key": key["key"]})
+            seen.append(r)
             statuses.append(r.status)
             body = r.json()
             forwarded += body.get("path") == "/v1/x"  # the upstream's echo
@@ -89,8 +109,7 @@ class Shadow(GatewayTest):
         self.assertEqual(forwarded, 10)
         self.assertEqual(g.metric("keygate_shadow_denied_total", 'reason="rate_limit"'), 7)
         self.assertEqual(g.metric("keygate_rate_limited_total"), 0)  # nothing was refused
-        self.assertTrue(wait_until(lambda: len(access_lines(g)) >= 10))
-        reasons = [line["shadow_reason"] for line in access_lines(g)]
+        reasons = [line["shadow_reason"] for line in logged(g, seen)]
         self.assertEqual(reasons, [None] * 3 + ["rate_limit"] * 7)
 
     def test_unknown_keys_are_forwarded_without_identity(self):
@@ -106,10 +125,10 @@ class Shadow(GatewayTest):
 
     def test_per_route_shadow(self):
         g = self.gateway({"routes": [{"path_prefix": "/beta/", "shadow": True}]})
-        self.assertEqual(g.request("GET", "/beta/x").status, 200)
-        self.assertEnvelope(g.request("GET", "/v1/x"), 401, "AUTH_ERROR", "missing")
-        self.assertTrue(wait_until(lambda: len(access_lines(g)) >= 2))
-        lines = access_lines(g)
+        seen = [g.request("GET", "/beta/x"), g.request("GET", "/v1/x")]
+        self.assertEqual(seen[0].status, 200)
+        self.assertEnvelope(seen[1], 401, "AUTH_ERROR", "missing")
+        lines = logged(g, seen)
         self.assertEqual([(l["path"], l["status"], l["shadow_reason"], l["reason"]) for l in lines],
                          [("/beta/x", 200, "missing", None), ("/v1/x", 401, None, "missing")])
 
