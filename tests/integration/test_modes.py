@@ -112,6 +112,38 @@ class Shadow(GatewayTest):
         reasons = [line["shadow_reason"] for line in logged(g, seen)]
         self.assertEqual(reasons, [None] * 3 + ["rate_limit"] * 7)
 
+    def test_would_be_credit_429s_are_forwarded_counted_and_spend_nothing(self):
+        g = self.gateway({"shadow": True,
+                          "plans": {"default": {"rate": {"requests": 4, "period": "1h"}}},
+                          "routes": [{"path_prefix": "/search", "cost": 2}]})
+        metered = g.create_key("--name", "metered", "--credits", "3")
+        flush = g.create_key("--name", "flush", "--credits", "10")
+        seen = []
+
+        def get(key, path):
+            r = g.request("GET", path, headers={"X-Api-Key": key["key"]})
+            seen.append(r)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json()["path"], path)  # the upstream's echo: forwarded
+            self.assertIsNone(r.header("retry-after"))
+            return (r.header("x-credits-remaining"), r.header("x-ratelimit-remaining"))
+
+        # cost 2 of 3 credits; then cost 2 of 1: would be a credits 429, takes
+        # neither credits nor tokens; then the last credit; then none left.
+        self.assertEqual([get(metered, "/search"), get(metered, "/search"),
+                          get(metered, "/v1/x"), get(metered, "/v1/x")],
+                         [("1", "2"), ("1", "2"), ("0", "1"), ("0", "1")])
+        # A would-be rate-limit 429 spends no credits either.
+        self.assertEqual([get(flush, "/v1/x")[0] for _ in range(5)], ["9", "8", "7", "6", "6"])
+        self.assertEqual(g.metric("keygate_shadow_denied_total", 'reason="credits"'), 2)
+        self.assertEqual(g.metric("keygate_shadow_denied_total", 'reason="rate_limit"'), 1)
+        self.assertEqual(g.metric("keygate_rate_limited_total"), 0)  # nothing was refused
+        self.assertEqual([line["shadow_reason"] for line in logged(g, seen)],
+                         [None, "credits", None, "credits"] + [None] * 4 + ["rate_limit"])
+        remaining = lambda k: g.admin("GET", f"/v1/api-keys/{k['id']}").json()["data"][
+            "credits"]["remaining"]
+        self.assertEqual((remaining(metered), remaining(flush)), (0, 6))
+
     def test_unknown_keys_are_forwarded_without_identity(self):
         g = self.gateway({"shadow": True})
         r = g.request("GET", "/v1/x", headers={"X-Keygate-Owner": "spoofed"})
@@ -218,6 +250,21 @@ class ForwardAuthAnswers(GatewayTest):
         r = g.request("GET", "/_keygate/auth", headers={"X-Forwarded-Uri": "/v1/x"})
         self.assertEnvelope(r, 401, "AUTH_ERROR", "missing")
         self.assertEqual(r.header("www-authenticate"), 'Bearer realm="keygate"')
+
+    def test_credits_are_spent_and_the_credits_429_answered(self):
+        g = self.gateway({"forward_auth": {"path": "/_keygate/auth"}})
+        k = g.create_key("--name", "fa-credits", "--credits", "1")
+        check = {"X-Api-Key": k["key"], "X-Forwarded-Uri": "/v1/x"}
+        r = g.request("GET", "/_keygate/auth", headers=check)
+        self.assertEqual((r.status, r.body), (200, b""))
+        self.assertEqual(r.header("x-credits-remaining"), "0")
+        r = g.request("GET", "/_keygate/auth", headers=check)
+        body = self.assertEnvelope(r, 429, "RATE_LIMIT_ERROR", "credits")
+        self.assertEqual(body["error"]["details"]["credits_remaining"], 0)
+        self.assertEqual(r.header("x-credits-remaining"), "0")
+        self.assertIsNone(r.header("x-keygate-key-id"))
+        shown = g.admin("GET", f"/v1/api-keys/{k['id']}").json()["data"]
+        self.assertEqual(shown["credits"]["remaining"], 0)
 
 
 class DocumentedConfigs(GatewayTest):

@@ -408,6 +408,82 @@ forward_auth: {path: /_auth}
   EXPECT_EQ(v.headers.count("X-Keygate-Key-Id"), 0u);
 }
 
+// A would-be credits 429 is forwarded like a would-be rate-limit 429, and
+// spends nothing (enforcing would have spent nothing): no credits, no token.
+TEST(Shadow, WouldBeCreditRefusalsAreForwardedAndSpendNothing) {
+  World w(R"(
+shadow: true
+plans: {default: {rate: {requests: 10, period: 1h}}}
+routes:
+  - {path_prefix: /search, cost: 2}
+)");
+  auto key = w.add([](KeyRecord& r) {
+    r.credits = Credits{3, std::nullopt, 0};
+    r.credits_version = 1;
+  });
+  Context ctx;
+  ASSERT_TRUE(w.run(with_key(key), ctx, "/search").forward);
+  EXPECT_EQ(ctx.shadow_reason, "");
+  EXPECT_EQ(ctx.credits->remaining, 1);
+  EXPECT_EQ(ctx.rate->remaining, 8u);
+  ASSERT_TRUE(w.run(with_key(key), ctx, "/search").forward);  // costs 2, 1 left
+  EXPECT_EQ(ctx.shadow_reason, "credits");
+  EXPECT_EQ(ctx.reason, "");
+  EXPECT_EQ(ctx.credits->remaining, 1);
+  EXPECT_EQ(ctx.rate->remaining, 8u);
+  Fields headers;
+  add_key_lifecycle_headers(ctx, headers);
+  EXPECT_EQ(headers["X-Credits-Remaining"], "1");
+  EXPECT_EQ(headers.count("Retry-After"), 0u);
+  ASSERT_TRUE(w.run(with_key(key), ctx, "/v1/x").forward);  // costs 1: the last credit
+  EXPECT_EQ(ctx.shadow_reason, "");
+  EXPECT_EQ(ctx.credits->remaining, 0);
+  EXPECT_EQ(ctx.rate->remaining, 7u);
+}
+
+TEST(Shadow, WouldBeRateLimitRefusalsSpendNoCredits) {
+  World w(R"(
+shadow: true
+plans: {default: {rate: {requests: 2, period: 1h}}}
+)");
+  auto key = w.add([](KeyRecord& r) {
+    r.credits = Credits{10, std::nullopt, 0};
+    r.credits_version = 1;
+  });
+  Context ctx;
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(w.run(with_key(key), ctx).forward);
+  EXPECT_EQ(ctx.credits->remaining, 8);
+  ASSERT_TRUE(w.run(with_key(key), ctx).forward);
+  EXPECT_EQ(ctx.shadow_reason, "rate_limit");
+  Context next;
+  w.run(with_key(key), next);
+  EXPECT_EQ(next.shadow_reason, "rate_limit");
+  EXPECT_EQ(w.index.meters().meter(next.key->id()).account()->peek(1, now_millis()).remaining, 8);
+}
+
+// Forward auth spends credits and answers the credits 429 like the rate-limit one.
+TEST(ForwardAuth, SpendsCreditsAndAnswersTheCredits429) {
+  World w(R"(
+forward_auth: {path: /_auth}
+)");
+  auto key = w.add([](KeyRecord& r) {
+    r.credits = Credits{1, std::nullopt, 0};
+    r.credits_version = 1;
+  });
+  Fields f = with_key(key);
+  f.set("X-Forwarded-Uri", "/v1/x");
+  Context ctx;
+  Verdict v = w.run(f, ctx, "/_auth");
+  EXPECT_EQ(v.status, 200);
+  EXPECT_FALSE(v.forward);
+  EXPECT_EQ(ctx.credits->remaining, 0);
+  v = w.run(f, ctx, "/_auth");
+  EXPECT_EQ(v.status, 429);
+  EXPECT_FALSE(v.forward);
+  EXPECT_EQ(reason_of(v), "credits");
+  EXPECT_EQ(v.headers.count("X-Keygate-Key-Id"), 0u);
+}
+
 TEST(Shadow, CountedByReason) {
   Metrics m;
   m.count_shadow_denied("rate_limit");
