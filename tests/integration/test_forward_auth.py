@@ -4,6 +4,7 @@ the configs shipped in deploy/forward-auth/ (the ones the README shows), in
 front of the test upstream, asking a real keygate."""
 import http.client
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -196,15 +197,52 @@ class ForwardAuthBehind:
 @unittest.skipIf(NGINX is None, "nginx is not installed (scripts/install-deps.sh installs it)")
 class Nginx(ForwardAuthBehind, unittest.TestCase):
     @classmethod
-    def start_ingress(cls, tmp):
+    def start_ingress(cls, tmp, after_identity=""):
+        """`after_identity`: lines added after the shipped identity headers."""
         port = free_port()
+        text = shipped("nginx.conf", port, cls.g.port, cls.upstream.server_port)
+        last = "        proxy_set_header X-Keygate-Plan $keygate_plan;\n"
+        assert last in text, "nginx.conf no longer sets X-Keygate-Plan"
+        text = text.replace(last, last + after_identity)
         with open(os.path.join(tmp, "keygate.conf"), "w") as f:
-            f.write(shipped("nginx.conf", port, cls.g.port, cls.upstream.server_port))
+            f.write(text)
         conf = os.path.join(tmp, "nginx.conf")
         with open(conf, "w") as f:
             f.write(NGINX_MAIN.format(tmp=tmp))
         return Ingress([NGINX, "-p", tmp, "-e", os.path.join(tmp, "error.log"), "-c", conf],
                        tmp, port)
+
+
+    def test_other_client_sent_identity_headers_pass_unless_cleared_by_name(self):
+        # The README's caveat: nginx overwrites only the identity headers it sets.
+        k = self.key()
+        spoof = {"X-Api-Key": k["key"], "X-Keygate-Owner": "spoofed",
+                 "X-Keygate-Role": "admin", "X-Keygate-Tenant": "globex"}
+        h = self.get(headers=spoof).json()["headers"]
+        self.assertEqual(h["x-keygate-owner"], ["acme"])
+        self.assertEqual((h.get("x-keygate-role"), h.get("x-keygate-tenant")),
+                         (["admin"], ["globex"]))
+        # The README's lines, added to the shipped config, stop them.
+        with open(os.path.join(HERE, "..", "..", "README.md")) as f:
+            readme = f.read()
+        caveat = readme[readme.index("nginx cannot strip headers by prefix"):]
+        lines = re.search(r"```nginx\n(.*?)```", caveat, re.S).group(1)
+        self.assertIn('proxy_set_header X-Keygate-Role "";', lines)
+        cleared = type(self).start_ingress(tempfile.mkdtemp(prefix="kg-ingress-"), lines)
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", cleared.port, timeout=10)
+            try:
+                r = self.g.request("GET", "/v1/things", headers=spoof, conn=c)
+            finally:
+                c.close()
+            self.assertEqual(r.status, 200, r.body)
+            h = r.json()["headers"]
+            self.assertEqual(h["x-keygate-owner"], ["acme"])
+            self.assertEqual(h["x-keygate-key-id"], [k["id"]])
+            self.assertNotIn("x-keygate-role", h)
+            self.assertNotIn("x-keygate-tenant", h)
+        finally:
+            cleared.stop()
 
 
 @unittest.skipIf(CADDY is None, "caddy is not installed (scripts/install-deps.sh installs it)")
