@@ -7,13 +7,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import GatewayTest, wait_until
+from harness import GatewayTest, exchange, wait_until
 
 IMF_FIXDATE = r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$"
 
@@ -67,14 +66,7 @@ class DateHeader(GatewayTest):
 
     def test_malformed_request_head(self):
         g = self.gateway()
-        with socket.create_connection(("127.0.0.1", g.port), timeout=10) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+        data, _ = exchange(g.port, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", until_close=False)
         head = data.split(b"\r\n\r\n")[0].decode()
         self.assertTrue(head.startswith("HTTP/1.1 400"), head)
         dates = [l.split(":", 1)[1].strip() for l in head.split("\r\n") if l.lower().startswith("date:")]

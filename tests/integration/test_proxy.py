@@ -21,25 +21,6 @@ def rss_kb(pid):
     return 0
 
 
-def raw(port, data, timeout=5.0, read_until_close=True):
-    """Sends raw bytes, returns everything read until close or timeout."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                part = s.recv(65536)
-            except socket.timeout:
-                break
-            if not part:
-                break
-            out += part
-            if not read_until_close and b"\r\n\r\n" in out:
-                break
-        return out
-
-
 class Forwarding(GatewayTest):
     def test_method_path_query_body_pass_through(self):
         g = self.gateway(OPEN)
@@ -256,13 +237,13 @@ class Failures(GatewayTest):
 
     def test_garbage_and_smuggling_attempts_rejected_while_serving(self):
         g = self.gateway(OPEN)
-        out = raw(g.port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+        out, _ = exchange(g.port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 400"), out)
         self.assertIn(b'"VALIDATION_ERROR"', out)
-        out = raw(g.port, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+        out, _ = exchange(g.port, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 400"), out)
-        out = raw(g.port, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+        out, _ = exchange(g.port, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
         self.assertTrue(out.startswith(b"HTTP/1.1 400"), out)
         self.assertEqual(g.request("GET", "/still-alive").status, 200)
         self.assertIsNone(g.proc.poll())
