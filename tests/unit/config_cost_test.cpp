@@ -1,17 +1,14 @@
 // routes[].cost and usage.retention (SPEC §11).
 #include <gtest/gtest.h>
 
+#include "config_errors.hpp"
 #include "keygate/config/loader.hpp"
 
 using namespace keygate;
 using namespace std::chrono_literals;
 
 namespace {
-std::vector<std::string> errors_of(const std::string& yaml) {
-  auto c = load_config_text(yaml, "t.yaml");
-  EXPECT_FALSE(c.has_value()) << "expected a config error for:\n" << yaml;
-  return c ? std::vector<std::string>{} : c.error().messages;
-}
+using keygate::test_support::errors_of;
 }  // namespace
 
 TEST(RouteCost, DefaultsToOneAndIsRead) {

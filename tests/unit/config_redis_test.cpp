@@ -1,6 +1,7 @@
 // rate_limit.backend and rate_limit.redis (SPEC §8).
 #include <gtest/gtest.h>
 
+#include "config_errors.hpp"
 #include "keygate/config/loader.hpp"
 #include "keygate/config/values.hpp"
 
@@ -9,11 +10,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::vector<std::string> errors_of(const std::string& yaml) {
-  auto c = load_config_text(yaml, "t.yaml");
-  EXPECT_FALSE(c.has_value()) << "expected a config error for:\n" << yaml;
-  return c ? std::vector<std::string>{} : c.error().messages;
-}
+using keygate::test_support::errors_of;
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "config_errors.hpp"
 #include "keygate/config/loader.hpp"
 #include "keygate/config/values.hpp"
 #include "keygate/core/time.hpp"
@@ -24,11 +25,7 @@ Config ok(const std::string& yaml) {
   return c ? *c : Config{};
 }
 
-std::vector<std::string> errors_of(const std::string& yaml) {
-  auto c = load_config_text(yaml, "t.yaml");
-  EXPECT_FALSE(c.has_value()) << "expected a config error for:\n" << yaml;
-  return c ? std::vector<std::string>{} : c.error().messages;
-}
+using keygate::test_support::errors_of;
 
 // The single error, which must mention `needle` and name line `line`.
 void expect_error(const std::string& yaml, const std::string& needle, int line) {
