@@ -152,9 +152,8 @@ void Metrics::count_upstream_error(std::string_view kind) {
     if (kUpstreamKinds[i] == kind) upstream_errors_[i].fetch_add(1, std::memory_order_relaxed);
 }
 
-void Metrics::config_adopted(std::int64_t generation, std::int64_t unix_seconds, bool complete) {
+void Metrics::config_adopted(std::int64_t generation, std::int64_t unix_seconds) {
   config_generation_.store(generation);
-  if (!complete) return config_reload_failed();
   last_reload_ok_.store(1);
   last_reload_success_s_.store(unix_seconds);
   if (generation > 1) reloads_ok_.fetch_add(1);  // generation 1 is the start, not a reload

@@ -104,13 +104,14 @@ TEST(Metrics, ReloadsAreCountedByResult) {
   m.config_adopted(1, 100);  // the start is not a reload
   m.config_reload_failed();
   m.config_adopted(2, 200);
-  m.config_adopted(3, 300, false);  // adopted, but the certificate did not load
+  m.config_adopted(3, 300);
+  m.config_reload_failed();  // e.g. a certificate that does not load: the reload is refused
   auto s = samples(m.render({}));
-  EXPECT_EQ(s["keygate_config_reloads_total{result=\"success\"}"], "1");
+  EXPECT_EQ(s["keygate_config_reloads_total{result=\"success\"}"], "2");
   EXPECT_EQ(s["keygate_config_reloads_total{result=\"failure\"}"], "2");
   EXPECT_EQ(s["keygate_config_generation"], "3");
   EXPECT_EQ(s["keygate_config_last_reload_successful"], "0");
-  EXPECT_EQ(s["keygate_config_last_reload_success_timestamp_seconds"], "200");
+  EXPECT_EQ(s["keygate_config_last_reload_success_timestamp_seconds"], "300");
 }
 
 TEST(Metrics, RequestsCountByClassAndReason) {

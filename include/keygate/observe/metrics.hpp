@@ -68,10 +68,9 @@ class Metrics {
   std::int64_t open_connections() const { return open_connections_.load(); }
 
   // Config generations: 1 at start, +1 once every thread adopted a reload, so
-  // a test or an operator can wait for a reload to be in force. `complete` is
-  // false when the config was adopted but part of it was not (a certificate
-  // that failed to load): that reload counts as failed.
-  void config_adopted(std::int64_t generation, std::int64_t unix_seconds, bool complete = true);
+  // a test or an operator can wait for a reload to be in force. (A reload whose
+  // certificate does not load is refused whole: config_reload_failed.)
+  void config_adopted(std::int64_t generation, std::int64_t unix_seconds);
   // The file did not validate: the running config stays.
   void config_reload_failed();
   std::int64_t config_generation() const { return config_generation_.load(); }
