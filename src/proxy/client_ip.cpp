@@ -4,17 +4,13 @@
 #include <charconv>
 #include <optional>
 
+#include "keygate/core/ascii.hpp"
+
 namespace keygate {
 
 namespace ip = boost::asio::ip;
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // 1..65535 (Boost.URL takes any digits as a port).
 bool valid_port(std::string_view digits) {
@@ -70,7 +66,7 @@ std::string resolve_client_ip(std::string_view peer, const boost::beast::http::f
     std::string_view v = it->value();
     for (;;) {
       auto comma = v.find(',');
-      std::string_view e = trim(v.substr(0, comma));
+      std::string_view e = trim_ows(v.substr(0, comma));
       if (!e.empty()) entries.push_back(e);
       if (comma == std::string_view::npos) break;
       v.remove_prefix(comma + 1);

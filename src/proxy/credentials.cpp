@@ -5,12 +5,6 @@ namespace keygate {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // A query parameter's raw value (keys are base62 and '_': no decoding needed;
 // anything percent-encoded fails the format check later, as it should).
 std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
@@ -57,11 +51,11 @@ std::optional<Error> extract_credential(const RequestView& req, const AuthConfig
       case AuthSource::Kind::bearer: {
         auto [it, end] = req.fields.equal_range(boost::beast::http::field::authorization);
         for (; it != end; ++it) {
-          std::string_view h = trim(it->value());
+          std::string_view h = trim_ows(it->value());
           auto space = h.find(' ');
           if (!ascii_iequals(h.substr(0, space), "bearer")) continue;  // another scheme
           std::string_view value =
-              space == std::string_view::npos ? std::string_view{} : trim(h.substr(space + 1));
+              space == std::string_view::npos ? std::string_view{} : trim_ows(h.substr(space + 1));
           if (value.empty())
             return errors::auth("malformed",
                                 "Malformed Authorization header: 'Bearer' needs a key after it.");
@@ -72,7 +66,7 @@ std::optional<Error> extract_credential(const RequestView& req, const AuthConfig
       case AuthSource::Kind::header: {
         auto [it, end] = req.fields.equal_range(src.name);
         for (; it != end; ++it) {
-          std::string_view value = trim(it->value());
+          std::string_view value = trim_ows(it->value());
           if (value.empty())
             return errors::auth("malformed", "The " + src.name + " header is empty.");
           if (auto e = offer(value, src)) return e;

@@ -1,14 +1,10 @@
 #include "keygate/proxy/stages.hpp"
 
+#include "keygate/core/ascii.hpp"
+
 namespace keygate {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // The one value the ingress gave under either name; empty when neither is
 // present; nullopt when values disagree (e.g. a client's X-Forwarded-Uri
@@ -19,7 +15,7 @@ std::optional<std::string_view> one_value(const Fields& f, std::string_view pref
   for (auto name : {preferred, alternative}) {
     auto [it, end] = f.equal_range(name);
     for (; it != end; ++it) {
-      std::string_view v = trim(it->value());
+      std::string_view v = trim_ows(it->value());
       if (seen && *seen != v) return std::nullopt;
       seen = v;
     }

@@ -51,12 +51,6 @@ std::string choose_request_id(std::string_view v) {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 bool fixed_hop_by_hop(http::field f) {
   switch (f) {
     case http::field::connection:
@@ -88,7 +82,7 @@ bool any_connection_name(const Fields& f, Fn&& fn) {
     std::string_view v = field.value();
     while (!v.empty()) {
       auto comma = v.find(',');
-      std::string_view tok = trim(v.substr(0, comma));
+      std::string_view tok = trim_ows(v.substr(0, comma));
       if (!tok.empty() && !ascii_iequals(tok, "close") && !ascii_iequals(tok, "keep-alive") &&
           !ascii_iequals(tok, "transfer-encoding") && !ascii_iequals(tok, "content-length") &&
           fn(tok))
@@ -152,9 +146,9 @@ bool credential_header(std::string_view name, const AuthConfig& auth) {
 
 // The credential in a header value: `<key>` or `<scheme> <key>` (Bearer, Token …).
 std::string_view credential_token(std::string_view value) {
-  value = trim(value);
+  value = trim_ows(value);
   auto space = value.find(' ');
-  return space == std::string_view::npos ? value : trim(value.substr(space + 1));
+  return space == std::string_view::npos ? value : trim_ows(value.substr(space + 1));
 }
 
 // Keys never reach the upstream (SPEC §7): a credential that is a keygate key

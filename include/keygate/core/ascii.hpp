@@ -18,4 +18,11 @@ constexpr bool ascii_iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// A header value without the optional white space around it (RFC 9110 §5.6.3).
+constexpr std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 }  // namespace keygate
