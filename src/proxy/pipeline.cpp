@@ -86,6 +86,8 @@ Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
     auto route = select_route(rt_.config.routes, req.method, req.path());
     if (!route) return {reply(route.error(), ctx)};
     ctx.route = *route;
+    if (auto e = check_method_override(rt_.config.routes, ctx.route, req.path(), sent.fields))
+      return {reply(*e, ctx)};
     if (ctx.route && ctx.route->auth_none) return {admitted(ctx)};
   }
 

@@ -15,29 +15,10 @@ import tempfile
 import time
 import unittest
 
-from harness import Gateway, GatewayTest, free_port, wait_until
+from harness import Gateway, GatewayTest, exchange, free_port, wait_until
 import rogue_upstream
 
 RATE = {"default": {"rate": {"requests": 1000, "period": "1h"}}}
-
-
-def exchange(port, data, timeout=5.0):
-    """Sends raw bytes; returns (everything read, closed by the peer)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                part = s.recv(65536)
-            except socket.timeout:
-                return out, False
-            except ConnectionResetError:
-                return out, True
-            if not part:
-                return out, True
-            out += part
-        return out, False
 
 
 def parse_responses(data, to_head=False):
@@ -252,6 +233,24 @@ class NginxUpstreamBypass(SecurityTest):
     def test_tricks_without_the_scope_never_reach_the_admin_location(self):
         self.check(SCOPE_TRICKS, [("X-Api-Key", self.reader)])
 
+    def test_a_method_override_cannot_dodge_a_method_rule(self):
+        # Upstreams on Rails, Laravel, Express's method-override... run these as POST.
+        for name in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"):
+            for value in ("POST", "post"):
+                with self.subTest(name=name, value=value):
+                    got, _, body = request(self.g.port, "GET", "/v1/admin/x",
+                                           [("X-Api-Key", self.reader), (name, value)])
+                    self.assertNotIn(b"PROTECTED", body)
+                    self.assertEqual(got, 400, body)
+                    self.assertEqual(reason(body), "method_override", body)
+        # An override that routes the same way passes, header and all.
+        got, _, body = request(self.g.port, "GET", "/v1/secret",
+                               [("X-Api-Key", self.reader), ("X-HTTP-Method-Override", "PUT")])
+        self.assertEqual((got, body), (200, b"PROTECTED-SECRET\n"))
+        got, _, body = request(self.g.port, "POST", "/v1/admin/x",
+                               [("X-Api-Key", self.admin), ("X-HTTP-Method-Override", "post")])
+        self.assertEqual((got, body), (200, b"PROTECTED-ADMIN POST\n"))
+
     def test_key_and_scope_do_reach_the_protected_locations_normalised(self):
         key = [("X-Api-Key", self.reader)]
         admin = [("Authorization", "Bearer " + self.admin)]
@@ -370,7 +369,7 @@ class Smuggling(SecurityTest):
     def test_plain_chunked_still_works(self):
         raw, _ = exchange(self.g.port, b"POST /id/ok HTTP/1.1\r\nHost: gateway.test\r\n"
                           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                          b"3\r\nabc\r\n0\r\n\r\n")
+                          b"3\r\nabc\r\n0\r\n\r\n", timeout=5.0)
         self.assertEqual(parse_responses(raw)[0][2], b"ok")
 
 

@@ -324,3 +324,44 @@ routes:
   EXPECT_EQ(pick("GET", "/docs;jsessionid=1/x"), "/docs");   // both readings public
   EXPECT_EQ(pick("POST", "/v1/admin/x"), "/v1/admin/");
 }
+
+TEST(Routes, AMethodOverrideThatRoutesElsewhereIsRefused) {
+  auto c = load_config_text(R"(
+routes:
+  - {path_prefix: /v1/admin/, methods: [POST], require_scopes: [admin]}
+  - {path_prefix: /v1/items, methods: [GET], auth: none}
+  - {path_prefix: /docs, auth: none}
+)",
+                            "t.yaml");
+  ASSERT_TRUE(c);
+  auto check = [&](std::string_view method, std::string_view path, const char* name,
+                   const char* value) {
+    Fields f;
+    if (name) f.insert(name, value);
+    auto e = check_method_override(c->routes, match_route(c->routes, method, path), path, f);
+    return e ? e->status * 1000 + (e->reason == "method_override") : 0;
+  };
+  // Each header name, any case of the method, white space: the POST rule is not dodged.
+  EXPECT_EQ(check("GET", "/v1/admin/x", "X-HTTP-Method-Override", "POST"), 400001);
+  EXPECT_EQ(check("GET", "/v1/admin/x", "x-http-method", "post"), 400001);
+  EXPECT_EQ(check("GET", "/v1/admin/x", "X-Method-Override", " Post\t"), 400001);
+  // Nor is a rule that only a public GET route stood in front of.
+  EXPECT_EQ(check("GET", "/v1/items/1", "X-HTTP-Method-Override", "DELETE"), 400001);
+  // Same route either way, no header, or paths whose routes ignore the method: passes.
+  EXPECT_EQ(check("POST", "/v1/admin/x", "X-HTTP-Method-Override", "post"), 0);
+  EXPECT_EQ(check("HEAD", "/v1/items/1", "X-HTTP-Method-Override", "GET"), 0);
+  EXPECT_EQ(check("GET", "/v1/admin/x", nullptr, nullptr), 0);
+  EXPECT_EQ(check("GET", "/docs/a", "X-HTTP-Method-Override", "DELETE"), 0);
+  // Two override headers: each is judged.
+  Fields two;
+  two.insert("X-HTTP-Method-Override", "POST");
+  two.insert("X-HTTP-Method-Override", "GET");
+  EXPECT_TRUE(check_method_override(c->routes, match_route(c->routes, "POST", "/v1/admin/x"),
+                                    "/v1/admin/x", two));
+  // No route lists methods: overrides cannot change a decision, nothing to refuse.
+  auto plain = load_config_text("routes:\n  - {path_prefix: /docs, auth: none}\n", "t.yaml");
+  ASSERT_TRUE(plain);
+  Fields f;
+  f.insert("X-HTTP-Method-Override", "DELETE");
+  EXPECT_FALSE(check_method_override(plain->routes, nullptr, "/v1/x", f));
+}

@@ -31,6 +31,16 @@ const Route* match_route(const std::vector<Route>& routes, std::string_view meth
 std::expected<const Route*, Error> select_route(const std::vector<Route>& routes,
                                                 std::string_view method, std::string_view path);
 
+// method override: many frameworks (Rails, Laravel, Symfony, Express's
+// method-override, Google's APIs) run a request as the method named in
+// X-HTTP-Method-Override, X-HTTP-Method or X-Method-Override. A request whose
+// override would select another route than its own method did is refused (400
+// method_override): `GET` + `X-HTTP-Method-Override: POST` must not dodge a
+// rule written for POST. Other overrides, and every one when no route lists
+// methods, pass untouched.
+std::optional<Error> check_method_override(const std::vector<Route>& routes, const Route* chosen,
+                                           std::string_view path, const Fields& fields);
+
 // forward auth (SPEC §9): whether `path` (normalised) is a check at
 // forward_auth.path: that path itself, or under it (Envoy's ext_authz appends
 // the original path to its path_prefix).
