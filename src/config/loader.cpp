@@ -541,14 +541,18 @@ void read_modes(Reader& r, const YAML::Node& root, Config& c) {
 }
 
 void read_config(Reader& r, const YAML::Node& root, Config& c) {
-  if (!r.mapping(root, "the config file", {"listen",         "tls",        "threads",
-                                           "upstream",       "admin",      "store",
-                                           "keys",           "auth",       "identity",
-                                           "plans",          "rate_limit", "routes",
-                                           "health",         "errors",     "limits",
-                                           "logging",        "usage",      "shutdown_timeout",
-                                           "forward_auth",   "shadow",     "self_service",
-                                           "trusted_proxies", "metrics"}))
+  if (!r.mapping(root, "the config file", {"listen",       "tls",
+                                           "threads",      "upstream",
+                                           "admin",        "store",
+                                           "keys",         "auth",
+                                           "identity",     "plans",
+                                           "rate_limit",   "routes",
+                                           "health",       "errors",
+                                           "limits",       "logging",
+                                           "usage",        "shutdown_timeout",
+                                           "forward_auth", "shadow",
+                                           "self_service", "trusted_proxies",
+                                           "metrics"}))
     return;
   auto host_port = [&](const YAML::Node& n, const std::string& what, HostPort& out) {
     if (!n.IsDefined()) return;

@@ -12,9 +12,10 @@ namespace {
 constexpr std::uint64_t kBodyLimit = 1 << 20;
 }  // namespace
 
-awaitable<Verdict> run_self_service(Stream& stream, beast::flat_buffer& buffer,
-                                    http::request_parser<http::buffer_body, ArenaAllocator<char>>& parser, Context& ctx,
-                                    const Pipeline& pipeline, Services& svc, const Config& cfg) {
+awaitable<Verdict> run_self_service(
+    Stream& stream, beast::flat_buffer& buffer,
+    http::request_parser<http::buffer_body, ArenaAllocator<char>>& parser, Context& ctx,
+    const Pipeline& pipeline, Services& svc, const Config& cfg) {
   auto& req = parser.get();
   std::string body;
   if (ascii_iequals(req[http::field::expect], "100-continue") && !parser.is_done()) {
@@ -43,7 +44,8 @@ awaitable<Verdict> run_self_service(Stream& stream, beast::flat_buffer& buffer,
   ar.method = std::string(req.method_string());
   ar.target = ctx.admin_target;
   ar.body = std::move(body);
-  ar.api_key = std::string(ctx.credential->value);  // authenticated by the pipeline; checked again there
+  ar.api_key =
+      std::string(ctx.credential->value);  // authenticated by the pipeline; checked again there
   ar.request_id = ctx.request_id;
   ar.keys_only = true;
   StoreWorker& store = svc.store;

@@ -12,9 +12,9 @@
 namespace keygate {
 
 // Reads the (small) request body, then hops to the store worker and back.
-net::awaitable<Verdict> run_self_service(Stream& stream, net::beast::flat_buffer& buffer,
-                                         net::http::request_parser<net::http::buffer_body, ArenaAllocator<char>>& parser,
-                                         Context& ctx, const Pipeline& pipeline, Services& svc,
-                                         const Config& cfg);
+net::awaitable<Verdict> run_self_service(
+    Stream& stream, net::beast::flat_buffer& buffer,
+    net::http::request_parser<net::http::buffer_body, ArenaAllocator<char>>& parser, Context& ctx,
+    const Pipeline& pipeline, Services& svc, const Config& cfg);
 
 }  // namespace keygate
