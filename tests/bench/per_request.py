@@ -4,7 +4,12 @@ machine is: heap allocations per request (LD_PRELOAD counting shim) and
 instructions per request (valgrind callgrind), for the valid-key path and the
 401 path, with the access log off and on (JSON, to a file).
 
-    per_request.py BUILD_DIR [--mode alloc|instr|both] [--requests N]
+    per_request.py BUILD_DIR [--mode alloc|instr|both|trace] [--requests N]
+
+--mode trace shows where the allocations come from: the shim records the call
+stack of each allocation made while the N requests run, and the stacks are
+printed per request, most frequent first, resolved by addr2line (inlined
+frames too).
 
 Starts its own upstream (nginx with $PEERS_DIR (../shared/bench)'s fixed 100-byte JSON
 when present, else tests/integration/upstream.py) and keygate (threads: 1) on
@@ -162,13 +167,15 @@ def log_file(w, access_log, tag):
         subprocess.DEVNULL
 
 
-def measure_alloc(w, access_log, key, n):
+def measure_alloc(w, access_log, key, n, trace=None):
     shim = os.path.join(w.build, "tests", "libkeygate_alloc_count.so")
     report = os.path.join(w.tmp, "allocs.txt")
     path, port = w.config(access_log)
     out = log_file(w, access_log, "alloc")
-    p = w.start([w.bin, "serve", "--config", path], port,
-                env={"LD_PRELOAD": shim, "KG_ALLOC_REPORT": report}, stdout=out)
+    env = {"LD_PRELOAD": shim, "KG_ALLOC_REPORT": report}
+    if trace:
+        env["KG_ALLOC_TRACE"] = trace
+    p = w.start([w.bin, "serve", "--config", path], port, env=env, stdout=out)
 
     def snapshot():
         os.kill(p.pid, signal.SIGUSR2)
@@ -196,6 +203,76 @@ def measure_alloc(w, access_log, key, n):
     c.close()
     w.stop(p)
     return (b[0] - a[0]) / n, (b[1] - a[1]) / n, c.statuses
+
+
+def symbolize(trace_file):
+    """{address: [frame text, innermost first]} for every address in the trace."""
+    maps, addrs = [], set()
+    with open(trace_file) as f:
+        for line in f:
+            if line.startswith("M "):
+                parts = line.split()
+                if len(parts) >= 7 and parts[6].startswith("/"):
+                    lo, hi = (int(x, 16) for x in parts[1].split("-"))
+                    maps.append((lo, hi, int(parts[3], 16), parts[6]))
+            elif line.startswith("A "):
+                addrs.update(int(a, 16) for a in line.split()[2:])
+    base = {}  # each file's load address: its mapping at file offset 0
+    for lo, hi, off, path in maps:
+        if off == 0:
+            base[path] = min(base.get(path, lo), lo)
+    by_file = {}
+    for a in addrs:
+        for lo, hi, off, path in maps:
+            if lo <= a < hi and path in base:
+                by_file.setdefault(path, []).append(a)
+                break
+    names = {}
+    for path, lst in by_file.items():
+        rel = [hex(a - base[path] - 1) for a in lst]  # a return address: the call is before it
+        out = subprocess.run(["addr2line", "-a", "-f", "-i", "-C", "-e", path, *rel],
+                             capture_output=True, text=True).stdout.splitlines()
+        frames, cur = {}, None
+        i = 0
+        while i < len(out):
+            if out[i].startswith("0x"):
+                cur = int(out[i], 16)
+                frames[cur] = []
+                i += 1
+                continue
+            func = out[i]
+            loc = out[i + 1] if i + 1 < len(out) else "??"
+            if len(func) > 110:
+                func = func[:107] + "..."
+            frames[cur].append(f"{func}  {os.path.basename(loc)}"
+                               if func != "??" else f"?? {os.path.basename(path)}")
+            i += 2
+        for a, r in zip(lst, rel):
+            names[a] = frames.get(int(r, 16), [f"?? {os.path.basename(path)}"])
+    return names
+
+
+def print_trace(trace_file, n, depth=14):
+    stacks = {}
+    with open(trace_file) as f:
+        for line in f:
+            if line.startswith("A "):
+                parts = line.split()
+                key = tuple(int(a, 16) for a in parts[2:])
+                count, size = stacks.get(key, (0, 0))
+                stacks[key] = (count + 1, size + int(parts[1]))
+    names = symbolize(trace_file)
+    skip = ("malloc", "operator new", "__libc_", "aligned_new")
+    for key, (count, size) in sorted(stacks.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {count / n:.2f} per request, {size // count} bytes each:")
+        shown = 0
+        for a in key:
+            for frame in names.get(a, [hex(a)]):
+                if shown == 0 and frame.startswith(skip):
+                    continue
+                if shown < depth:
+                    print(f"      {frame}")
+                shown += 1
 
 
 def measure_instr(w, access_log, key, n):
@@ -232,7 +309,7 @@ def measure_instr(w, access_log, key, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
-    ap.add_argument("--mode", default="both", choices=["alloc", "instr", "both"])
+    ap.add_argument("--mode", default="both", choices=["alloc", "instr", "both", "trace"])
     ap.add_argument("--requests", type=int, default=0)
     ap.add_argument("--only", default="", help="valid or 401 (default: both)")
     ap.add_argument("--access-log", default="both", choices=["on", "off", "both"])
@@ -253,6 +330,14 @@ def main():
             for access_log in logs:
                 allocs = nbytes = instr = None
                 statuses = {}
+                if args.mode == "trace":
+                    n = args.requests or 500
+                    trace = os.path.join(w.tmp, "trace.txt")
+                    allocs, nbytes, statuses = measure_alloc(w, access_log, key, n, trace)
+                    print(f"{name}, access log {'on' if access_log else 'off'}: {allocs:.2f} "
+                          f"allocations per request {statuses}")
+                    print_trace(trace, n)
+                    continue
                 if args.mode in ("alloc", "both"):
                     allocs, nbytes, statuses = measure_alloc(w, access_log, key,
                                                              args.requests or 20000)
