@@ -198,9 +198,10 @@ class ProxySession {
     auto& req = parser.get();
     choose_request_id(req["X-Request-Id"], ctx.request_id);
     const std::string_view method = req.method_string();  // lives as long as the parser
-    // The target is rewritten before the access log is written: the path as sent.
+    // The target is rewritten before the access log is written: the one sent
+    // (the log drops its query string).
     std::string_view path;
-    if (log::access_enabled()) path = req.target().substr(0, req.target().find('?'));
+    if (log::access_enabled()) path = req.target();
     if (auto err = check_framing(req, req.version())) {
       // The body's extent is in doubt: never read on, or it becomes the next request.
       Verdict v = pipeline.reply(*err, ctx);
