@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -385,6 +386,28 @@ TEST(AccessLogWriter, FlushWaitsForEveryLineAppendedBefore) {
     writer.flush();
     ASSERT_EQ(file.lines().size(), static_cast<std::size_t>(round));
   }
+}
+
+// Lines appended while the writer gathers go out in one write().
+TEST(AccessLogWriter, GathersLinesIntoOneWrite) {
+  TempFile file;
+  AccessLogWriter writer(file.fd(), 1 << 20, std::chrono::hours(1));
+  for (int i = 0; i < 1000; ++i) writer.append("line " + std::to_string(i) + "\n");
+  writer.flush();  // ends the gathering at once
+  EXPECT_EQ(writer.writes(), 1u);
+  EXPECT_EQ(file.lines().size(), 1000u);
+}
+
+// A half-full buffer is written without waiting for the gathering to end.
+TEST(AccessLogWriter, HalfFullBufferIsWrittenAtOnce) {
+  TempFile file;
+  AccessLogWriter writer(file.fd(), 1000, std::chrono::hours(1));
+  for (int i = 0; i < 60; ++i) writer.append("0123456789\n");  // 660 bytes
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (writer.writes() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  ASSERT_GE(writer.writes(), 1u);
+  EXPECT_GE(file.lines().size(), 46u);  // at least the lines that made it half full
 }
 
 }  // namespace

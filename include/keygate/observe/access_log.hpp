@@ -5,6 +5,7 @@
 // from a thread of its own, in batches. Neither allocates once warm, so a
 // logged request costs a render and a copy under a mutex on its I/O thread.
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <limits>
@@ -53,6 +54,8 @@ class AccessLineRenderer {
   void append_string(std::string_view s);
   void append_optional_string(std::string_view s);  // null when empty
   void append_number(double v);
+  void append_integer(std::int64_t v);
+  void append_integer(std::uint64_t v);
 
   std::string line_;
   std::unique_ptr<Json> json_;
@@ -64,14 +67,19 @@ class AccessLineRenderer {
 
 // Whole lines from any thread, written to `fd` by the writer's own thread in
 // the order they were appended. append() copies the line into a pending
-// buffer under a mutex held only for that copy, and wakes the writer if it
-// sleeps; the writer swaps the pending buffer for its own and writes it with
-// the mutex released, so under load one write() carries many lines. When the
-// pending buffer is full (the disk slower than the traffic), append() waits
-// for room rather than drop a line. Lines are never split or interleaved.
+// buffer under a mutex held only for that copy. The writer sleeps while
+// nothing is pending; the first line wakes it, and it lets lines gather for
+// `gather` (or until the buffer is half full, a flush is asked for, or it is
+// stopped) before it swaps the pending buffer for its own and writes it with
+// the mutex released: under load one write() carries many lines, and an I/O
+// thread wakes it at most once per `gather` (a wake-up and a write per line
+// cost more than rendering the line). When the pending buffer is full (the
+// disk slower than the traffic), append() waits for room rather than drop a
+// line. Lines are never split or interleaved.
 class AccessLogWriter {
  public:
-  explicit AccessLogWriter(int fd, std::size_t capacity = 1 << 20);
+  explicit AccessLogWriter(int fd, std::size_t capacity = 1 << 20,
+                           std::chrono::milliseconds gather = std::chrono::milliseconds(20));
   ~AccessLogWriter();  // writes what is pending, then stops the thread
   AccessLogWriter(const AccessLogWriter&) = delete;
   AccessLogWriter& operator=(const AccessLogWriter&) = delete;
@@ -84,16 +92,19 @@ class AccessLogWriter {
 
  private:
   void run();
+  bool hurried() const;  // write now rather than gather more
   void write_all(std::string_view bytes);
 
   const int fd_;
   const std::size_t capacity_;
+  const std::chrono::milliseconds gather_;
   mutable std::mutex mutex_;
   std::condition_variable wake_writer_, room_, written_;
   std::string pending_, writing_;
   std::uint64_t appended_ = 0, done_ = 0;  // bytes appended / written (or failed)
   std::uint64_t writes_ = 0;
-  bool writer_waiting_ = false, stop_ = false;
+  int flushing_ = 0, waiting_for_room_ = 0;
+  bool idle_ = false, gathering_ = false, stop_ = false;
   bool reported_failure_ = false;  // writer thread only
   std::thread thread_;             // last: started once the rest is built
 };
