@@ -9,7 +9,8 @@
 #   6. Heap allocations per request, valid key and 401, access log off and on.
 #   7. Forward auth: nginx auth_request -> keygate (the shipped deploy/forward-auth/
 #      nginx.conf) vs nginx's own key map, measured by peers.sh as well.
-# Settings: SKIP_ALLOC=1, SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
+#   8. Access log on (JSON, to a file) vs off: wrk, everything on one CPU, medians.
+# Settings: SKIP_ALLOC=1, SKIP_ACCESS_LOG=1, LOG_ROUNDS (5), SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
 # SKIP_FORWARD_AUTH=1, KEYS=1000000, SHARED_BENCH (default ../shared/bench), FA_CONFIGS,
 # and the peers.sh variables (PIN, ROUNDS, DUR, CONFIGS).
 set -euo pipefail
@@ -36,6 +37,85 @@ if [[ -z ${SKIP_ALLOC:-} ]]; then
   # (../shared/bench's template); tests/integration/upstream.py is the fallback.
   echo "== heap allocations per request (whole process, LD_PRELOAD counter)"
   python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode alloc
+fi
+
+if [[ -z ${SKIP_ACCESS_LOG:-} ]]; then
+  # The same gateway (threads: 1) twice, access log off and on (JSON, stdout to
+  # a file), both running; wrk, the upstream (nginx, a fixed 100-byte JSON) and
+  # both gateways pinned on one CPU as peers.sh's PIN=one, so req/s is a CPU-cost
+  # ratio. wrk -t1 -c50, runs alternating off/on, medians; CPU is the gateway's
+  # own (utime+stime from /proc/<pid>/stat over the run, its log writer included).
+  LOG_CPU=${CPU_B:-1} LOG_ROUNDS=${LOG_ROUNDS:-5}
+  echo "== access log on (JSON to a file) vs off: valid key and 401, wrk -t1 -c50 on CPU $LOG_CPU" \
+    "with upstream and gateway, ${DUR:-5} s x $LOG_ROUNDS alternating rounds, medians"
+  free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  UP=$(free_port)
+  declare -A LPORT=([off]=$(free_port) [on]=$(free_port)) LPID=()
+  mkdir -p "$W/tmp"
+  TPL="${SHARED_BENCH:-$ROOT/../shared/bench}/templates/upstream.nginx.conf"
+  if [[ -f $TPL ]]; then
+    sed -e "s|@DIR@|$W|g; s|@UPSTREAM_PORT@|$UP|g" "$TPL" >"$W/log-up.conf"
+    taskset -c "$LOG_CPU" nginx -p "$W" -e "$W/log-up.err" -c "$W/log-up.conf" & PIDS+=($!)
+  else
+    taskset -c "$LOG_CPU" python3 "$ROOT/tests/integration/upstream.py" "$UP" >/dev/null & PIDS+=($!)
+  fi
+  for mode in off on; do
+    cat >"$W/log-$mode.yaml" <<YAML
+listen: 127.0.0.1:${LPORT[$mode]}
+threads: 1
+upstream: {url: "http://127.0.0.1:$UP"}
+store: {sqlite: $W/log-bench.db}
+plans: {default: {rate: {requests: 1000000000, period: 1s}}}
+logging: {access_log: $([[ $mode == on ]] && echo true || echo false), format: json, level: warn}
+YAML
+  done
+  LKEY=$("$BIN" keys create --config "$W/log-off.yaml" --name logbench --json 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  taskset -c "$LOG_CPU" "$BIN" serve --config "$W/log-off.yaml" >/dev/null 2>"$W/log-off.err" &
+  LPID[off]=$!; PIDS+=($!)
+  taskset -c "$LOG_CPU" "$BIN" serve --config "$W/log-on.yaml" >"$W/access.log" 2>"$W/log-on.err" &
+  LPID[on]=$!; PIDS+=($!)
+  for _ in $(seq 200); do  # bounded: 10 s
+    curl -fsS -o /dev/null "http://127.0.0.1:${LPORT[off]}/live" 2>/dev/null &&
+      curl -fsS -o /dev/null "http://127.0.0.1:${LPORT[on]}/live" 2>/dev/null && break
+    sleep 0.05
+  done
+  TCK=$(getconf CLK_TCK)
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  medn() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+  SENT_ON=0
+  for path in valid 401; do
+    key=$([[ $path == valid ]] && echo "$LKEY" || echo "bk_00000000000000000000000000000000")
+    declare -A RPS=() CPU=() P99=()
+    for round in $(seq "$LOG_ROUNDS"); do
+      for mode in off on; do
+        t0=$(cpu_ticks "${LPID[$mode]}")
+        out=$(taskset -c "$LOG_CPU" wrk -t1 -c50 -d"${DUR:-5}"s --latency -H "X-Api-Key: $key" \
+          "http://127.0.0.1:${LPORT[$mode]}/")
+        t1=$(cpu_ticks "${LPID[$mode]}")
+        reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+        [[ $mode == on ]] && SENT_ON=$((SENT_ON + reqs))
+        non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+        [[ $path == valid && -n $non2xx ]] && echo "warning: $mode round $round: $non2xx non-2xx answers"
+        RPS[$mode]+="$(awk '/Requests\/sec/ {print int($2)}' <<<"$out") "
+        CPU[$mode]+="$(echo "scale=2; ($t1 - $t0) * 1000000 / $TCK / $reqs" | bc) "
+        P99[$mode]+="$(awk '$1 == "99%" {v = $2; f = v ~ /us$/ ? 1 : v ~ /ms$/ ? 1000 : 1000000
+          sub(/[um]?s$/, "", v); print int(v * f)}' <<<"$out") "
+      done
+    done
+    for mode in off on; do
+      printf '%-6s log %-3s %8s req/s  %6s CPU us/req  p99 %6s us  (req/s runs: %s)\n' "$path" \
+        "$mode" "$(medn "${RPS[$mode]}")" "$(medn "${CPU[$mode]}")" "$(medn "${P99[$mode]}")" \
+        "${RPS[$mode]}"
+    done
+    printf '%-6s on/off: %s x req/s, %s x CPU per request (target: >= 0.9x req/s)\n' "$path" \
+      "$(echo "scale=3; $(medn "${RPS[on]}") / $(medn "${RPS[off]}")" | bc)" \
+      "$(echo "scale=3; $(medn "${CPU[on]}") / $(medn "${CPU[off]}")" | bc)"
+    unset RPS CPU P99
+  done
+  for mode in off on; do kill "${LPID[$mode]}"; wait "${LPID[$mode]}" 2>/dev/null || true; done
+  # Every answered request has its line (a run's last in-flight requests may add a few).
+  printf 'access log: %d lines for %d answered requests\n' "$(wc -l <"$W/access.log")" "$SENT_ON"
 fi
 
 if [[ -z ${SKIP_STARTUP:-} ]]; then
