@@ -52,7 +52,8 @@ bool trusted(const ip::address& a, const std::vector<Cidr>& nets) {
 
 }  // namespace
 
-std::string resolve_client_ip(std::string_view peer, const boost::beast::http::fields& fields,
+std::string resolve_client_ip(std::string_view peer,
+                              const boost::beast::http::basic_fields<ArenaAllocator<char>>& fields,
                               const std::vector<Cidr>& trusted_proxies) {
   if (trusted_proxies.empty()) return std::string(peer);
   auto peer_addr = entry_address(peer);

@@ -24,11 +24,15 @@
 
 #include <boost/beast/http/fields.hpp>
 
+#include "keygate/core/arena.hpp"
 #include "keygate/keys/cidr.hpp"
 
 namespace keygate {
 
-std::string resolve_client_ip(std::string_view peer, const boost::beast::http::fields& fields,
+// `fields`: the request's own (its arena's allocator): a conversion to
+// http::fields would copy every field on every request.
+std::string resolve_client_ip(std::string_view peer,
+                              const boost::beast::http::basic_fields<ArenaAllocator<char>>& fields,
                               const std::vector<Cidr>& trusted_proxies);
 
 }  // namespace keygate
