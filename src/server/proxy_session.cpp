@@ -77,8 +77,56 @@ class ArenaLease {
   std::pmr::monotonic_buffer_resource arena_;
 };
 
+// What went wrong once a request was on its way upstream. forward() names it
+// and fail_forward() builds the Error: an Error held in forward()'s coroutine
+// frame, one per failure path, made the frame too big for Asio to recycle.
+enum class ForwardFailure {
+  timeout,
+  unreachable,
+  tls,
+  closed,
+  invalid_response,
+  closed_early,
+  body_too_large
+};
+
+Error forward_error(ForwardFailure failure, const Config& cfg) {
+  switch (failure) {
+    case ForwardFailure::timeout:
+      return errors::upstream_timeout();
+    case ForwardFailure::unreachable:
+      return errors::upstream_error("The upstream service could not be reached.");
+    case ForwardFailure::tls:
+      return errors::upstream_error(
+          "TLS with the upstream service failed (certificate not trusted or not for this host).");
+    case ForwardFailure::closed:
+      return errors::upstream_error("The upstream service closed the connection.");
+    case ForwardFailure::invalid_response:
+      return errors::upstream_error("The upstream service sent no valid response.");
+    case ForwardFailure::closed_early:
+      return errors::upstream_error(
+          "The upstream service closed the connection before its response was complete.");
+    case ForwardFailure::body_too_large:
+      return errors::payload_too_large(cfg.limits.max_body_bytes);
+  }
+  return errors::upstream_error("The upstream service failed.");  // (every failure is named above)
+}
+
 using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
 using ResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
+
+// Empties an optional when the scope ends.
+template <class T>
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(std::optional<T>& o) : o_(o) {}
+  ~ResetOnExit() { o_.reset(); }
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+
+ private:
+  std::optional<T>& o_;
+};
 
 class ProxySession {
  public:
@@ -155,12 +203,18 @@ class ProxySession {
     co_return true;
   }
 
+  // Only what must outlive a co_await is a local here (it lives in the
+  // coroutine's frame): the verdict, the outcome and the rate query are
+  // members, and what is decided without I/O is done in plain member
+  // functions. Asio recycles a frame of at most 1020 bytes (it keeps a
+  // block's size in one byte, in 4-byte units); a bigger one was a malloc per
+  // request, and so was every Verdict, Error and Admission held here before.
   awaitable<bool> serve_one() {
     RuntimePtr rt = w_.runtime;  // this request keeps its config generation
     const Config& cfg = rt->config;
     if (!co_await wait_for_request(cfg)) co_return false;
     first_ = false;
-    auto start = std::chrono::steady_clock::now();
+    const auto start = std::chrono::steady_clock::now();
 
     // Declared before the parser, which allocates from it.
     ArenaLease arena(w_.arenas);
@@ -173,76 +227,98 @@ class ProxySession {
     head_ = !ec && parser.get().method() == http::verb::head;
 
     // One context per connection, cleared per request: its strings keep their capacity.
-    Context& ctx = ctx_;
-    ctx.clear();
+    ctx_.clear();
+    outcome_ = Outcome{};
     Pipeline pipeline(*rt, svc_.index, *w_.limits, &svc_.usage, svc_.state, &w_.replies);
     if (ec) {
       // A slow or vanished client is just cut off; a malformed one gets told why.
       if (timed_out(ec) || ec == asio::error::eof || ec == http::error::end_of_stream ||
           ec == asio::error::connection_reset || ec == http::error::partial_message)
         co_return false;
-      new_request_id(ctx.request_id);
-      Error err = ec == http::error::header_limit
-                      ? errors::headers_too_large(cfg.limits.max_header_bytes)
-                  : ec == http::error::body_limit
-                      ? errors::payload_too_large(cfg.limits.max_body_bytes)
-                      : errors::bad_request("Malformed HTTP request: " + ec.message() + ".");
-      if (err.status == 400) err.reason = "bad_request";
-      Verdict v = pipeline.reply(err, ctx);
-      Outcome o{v.status};
-      co_await write_local(v, *rt, false, 11);
-      finish(ctx, "-", "-", o, start);
+      reply_to_unreadable_head(ec, cfg, pipeline);
+      co_await write_local(verdict_, *rt, false, 11);
+      finish(ctx_, "-", "-", outcome_, start);
       co_return false;
     }
 
     auto& req = parser.get();
-    choose_request_id(req["X-Request-Id"], ctx.request_id);
+    choose_request_id(req["X-Request-Id"], ctx_.request_id);
     const std::string_view method = req.method_string();  // lives as long as the parser
     // The target is rewritten before the access log is written: the one sent
     // (the log drops its query string).
     std::string_view path;
     if (log::access_enabled()) path = req.target();
-    if (auto err = check_framing(req, req.version())) {
+    if (refuse_framing(req, pipeline)) {
       // The body's extent is in doubt: never read on, or it becomes the next request.
-      Verdict v = pipeline.reply(*err, ctx);
-      Outcome o{v.status};
-      o.bytes_out = v.body.size();
-      co_await write_local(v, *rt, false, req.version());
-      finish(ctx, method, path, o, start);
+      co_await write_local(verdict_, *rt, false, req.version());
+      finish(ctx_, method, path, outcome_, start);
       co_return false;
     }
-    RequestView view{req.method_string(), req.target(), req};
-    Admission admission = pipeline.admit(view, ctx);
-    Verdict v = std::move(admission.verdict);
-    if (admission.rate) {
-      // A shared backend may need a round trip; the local one answers at once.
-      std::optional<RateOutcome> at_once = w_.limits->try_decide(*admission.rate);
-      RateOutcome outcome;
-      if (at_once)
-        outcome = *at_once;
-      else
-        outcome = co_await w_.limits->async_decide(*admission.rate, asio::use_awaitable);
-      v = pipeline.apply_rate(outcome, ctx, std::move(v));
-    }
+    if (!admit(req, pipeline)) co_await ask_rate_limit_backend(pipeline);
     bool keep = req.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
-    if (v.self_service) {  // admin key routes on this listener (SPEC §9)
-      Verdict served =
-          co_await run_self_service(stream_, buffer_, parser, ctx, pipeline, svc_, cfg);
-      v = std::move(served);
-    }
-    if (!v.forward) {
-      bool body_pending = !parser.is_done();  // unread body: the connection cannot continue
-      keep = keep && !body_pending;
-      Outcome o{v.status};
-      o.bytes_out = v.body.size();
-      bool ok = co_await write_local(v, *rt, keep, req.version());
-      finish(ctx, method, path, o, start);
+    if (verdict_.self_service) co_await serve_self_service(parser, pipeline, cfg);
+    if (!verdict_.forward) {
+      keep = keep && parser.is_done();  // an unread body: the connection cannot continue
+      outcome_.status = verdict_.status;
+      outcome_.bytes_out = verdict_.body.size();
+      const bool ok = co_await write_local(verdict_, *rt, keep, req.version());
+      finish(ctx_, method, path, outcome_, start);
       co_return (ok && keep);
     }
-    Outcome o;
-    bool again = co_await forward(parser, ctx, arena, *rt, pipeline, keep, o);
-    finish(ctx, method, path, o, start);
+    const bool again = co_await forward(parser, ctx_, arena, *rt, pipeline, keep, outcome_);
+    finish(ctx_, method, path, outcome_, start);
     co_return again;
+  }
+
+  // The head could not be read (too large, malformed): verdict_ says why.
+  void reply_to_unreadable_head(const boost::system::error_code& ec, const Config& cfg,
+                                const Pipeline& pipeline) {
+    new_request_id(ctx_.request_id);
+    Error err = ec == http::error::header_limit
+                    ? errors::headers_too_large(cfg.limits.max_header_bytes)
+                : ec == http::error::body_limit
+                    ? errors::payload_too_large(cfg.limits.max_body_bytes)
+                    : errors::bad_request("Malformed HTTP request: " + ec.message() + ".");
+    if (err.status == 400) err.reason = "bad_request";
+    verdict_ = pipeline.reply(err, ctx_);
+    outcome_.status = verdict_.status;
+  }
+
+  // A head whose framing is in doubt: its 400 in verdict_, and true.
+  bool refuse_framing(const RequestParser::value_type& req, const Pipeline& pipeline) {
+    const std::optional<Error> err = check_framing(req, req.version());
+    if (!err) return false;
+    verdict_ = pipeline.reply(*err, ctx_);
+    outcome_.status = verdict_.status;
+    outcome_.bytes_out = verdict_.body.size();
+    return true;
+  }
+
+  // Every stage up to the rate limit, and the rate limit too when its backend
+  // answers at once (the local one always does): the verdict in verdict_.
+  // False when a shared backend needs a round trip for rate_query_.
+  bool admit(const RequestParser::value_type& req, const Pipeline& pipeline) {
+    const RequestView view{req.method_string(), req.target(), req};
+    Admission admission = pipeline.admit(view, ctx_);
+    verdict_ = std::move(admission.verdict);
+    if (!admission.rate) return true;
+    if (std::optional<RateOutcome> at_once = w_.limits->try_decide(*admission.rate)) {
+      verdict_ = pipeline.apply_rate(*at_once, ctx_, std::move(verdict_));
+      return true;
+    }
+    rate_query_ = std::move(admission.rate);
+    return false;
+  }
+
+  awaitable<void> ask_rate_limit_backend(const Pipeline& pipeline) {
+    const RateOutcome outcome = co_await w_.limits->async_decide(*rate_query_, asio::use_awaitable);
+    verdict_ = pipeline.apply_rate(outcome, ctx_, std::move(verdict_));
+  }
+
+  // Admin key routes on this listener (SPEC §9).
+  awaitable<void> serve_self_service(RequestParser& parser, const Pipeline& pipeline,
+                                     const Config& cfg) {
+    verdict_ = co_await run_self_service(stream_, buffer_, parser, ctx_, pipeline, svc_, cfg);
   }
 
   // A local reply: one head written flat (status line, date, content type,
@@ -272,12 +348,12 @@ class ProxySession {
   }
 
   // Local error after the request was accepted for forwarding.
-  awaitable<bool> fail_forward(const Error& e, Context& ctx, const Runtime& rt,
+  awaitable<bool> fail_forward(ForwardFailure failure, Context& ctx, const Runtime& rt,
                                const Pipeline& pipeline, bool keep, unsigned version, Outcome& o) {
-    Verdict v = pipeline.reply(e, ctx);
-    o.status = v.status;
-    o.bytes_out = v.body.size();
-    bool ok = co_await write_local(v, rt, keep, version);
+    verdict_ = pipeline.reply(forward_error(failure, rt.config), ctx);
+    o.status = verdict_.status;
+    o.bytes_out = verdict_.body.size();
+    const bool ok = co_await write_local(verdict_, rt, keep, version);
     co_return (ok && keep);
   }
 
@@ -311,7 +387,10 @@ class ProxySession {
     const bool bodiless = parser.is_done();
     ChunkLease chunk(w_.chunks);
     std::unique_ptr<UpstreamConn> conn;
-    std::optional<ResponseParser> rp;
+    // The upstream's response head, parsed into this request's arena; a member,
+    // not a local (it would take 288 of the frame's bytes), gone before the arena.
+    std::optional<ResponseParser>& rp = response_parser_;
+    const ResetOnExit reset_response_parser{rp};
     auto upstream_start = std::chrono::steady_clock::now();
     for (int attempt = 0;; ++attempt) {
       boost::system::error_code ec;
@@ -322,14 +401,10 @@ class ProxySession {
         svc_.metrics.count_upstream_error(timeout ? "timeout" : tls_failed ? "tls" : "connect");
         log::warn(tls_failed ? "upstream TLS failed" : "upstream connect failed",
                   {{"request_id", ctx.request_id}, {"error", ec.message()}});
-        // (Named, not a temporary in a ?: across co_await: g++ 12 miscompiles that.)
-        Error err = timeout ? errors::upstream_timeout()
-                    : tls_failed
-                        ? errors::upstream_error(
-                              "TLS with the upstream service failed (certificate not "
-                              "trusted or not for this host).")
-                        : errors::upstream_error("The upstream service could not be reached.");
-        co_return co_await fail_forward(err, ctx, rt, pipeline, keep && parser.is_done(),
+        const ForwardFailure failure = timeout      ? ForwardFailure::timeout
+                                       : tls_failed ? ForwardFailure::tls
+                                                    : ForwardFailure::unreachable;
+        co_return co_await fail_forward(failure, ctx, rt, pipeline, keep && parser.is_done(),
                                         client_version, o);
       }
       const bool may_retry = attempt == 0 && conn->reused && bodiless;
@@ -340,8 +415,8 @@ class ProxySession {
                          chunk.get(), cfg.limits.idle_timeout, Millis(0), o.bytes_in);
       if (sent.read) {
         if (sent.read == http::error::body_limit) {
-          Error err = errors::payload_too_large(cfg.limits.max_body_bytes);
-          co_return co_await fail_forward(err, ctx, rt, pipeline, false, client_version, o);
+          co_return co_await fail_forward(ForwardFailure::body_too_large, ctx, rt, pipeline, false,
+                                          client_version, o);
         }
         o.status = 499;  // client went away mid-body
         ctx.reason = "client_closed";
@@ -351,10 +426,9 @@ class ProxySession {
       if (wec && may_retry && !timed_out(wec)) continue;
       if (wec) {
         svc_.metrics.count_upstream_error(timed_out(wec) ? "timeout" : "reset");
-        Error err = timed_out(wec)
-                        ? errors::upstream_timeout()
-                        : errors::upstream_error("The upstream service closed the connection.");
-        co_return co_await fail_forward(err, ctx, rt, pipeline, false, client_version, o);
+        const ForwardFailure failure =
+            timed_out(wec) ? ForwardFailure::timeout : ForwardFailure::closed;
+        co_return co_await fail_forward(failure, ctx, rt, pipeline, false, client_version, o);
       }
 
       // Response head (interim 1xx other than 101 are dropped).
@@ -377,10 +451,9 @@ class ProxySession {
         svc_.metrics.count_upstream_error(timeout            ? "timeout"
                                           : nothing_received ? "reset"
                                                              : "protocol");
-        Error err = timeout
-                        ? errors::upstream_timeout()
-                        : errors::upstream_error("The upstream service sent no valid response.");
-        co_return co_await fail_forward(err, ctx, rt, pipeline, keep, client_version, o);
+        const ForwardFailure failure =
+            timeout ? ForwardFailure::timeout : ForwardFailure::invalid_response;
+        co_return co_await fail_forward(failure, ctx, rt, pipeline, keep, client_version, o);
       }
       break;
     }
@@ -418,11 +491,9 @@ class ProxySession {
       const bool timeout = timed_out(got.read);
       svc_.metrics.count_upstream_error(timeout ? "timeout" : "reset");
       if (!got.sent_any) {  // nothing reached the client yet: it gets a proper answer
-        Error err = timeout ? errors::upstream_timeout()
-                            : errors::upstream_error(
-                                  "The upstream service closed the connection before its "
-                                  "response was complete.");
-        co_return co_await fail_forward(err, ctx, rt, pipeline, false, client_version, o);
+        const ForwardFailure failure =
+            timeout ? ForwardFailure::timeout : ForwardFailure::closed_early;
+        co_return co_await fail_forward(failure, ctx, rt, pipeline, false, client_version, o);
       }
       ctx.reason = "upstream";  // too late for an error reply: cut the client off
       co_return false;
@@ -557,6 +628,12 @@ class ProxySession {
   Worker& w_;
   Services& svc_;
   Context ctx_;  // the request being served (peer_ip set once)
+  // The request's verdict, what came of it (for the log and metrics), and a
+  // rate-limit question waiting for a shared backend.
+  Verdict verdict_;
+  Outcome outcome_;
+  std::optional<RateQuery> rate_query_;
+  std::optional<ResponseParser> response_parser_;  // while forward() runs
   // Reused across the connection's requests (their capacity kept): the head
   // going upstream, the head going to the client, the gateway's response fields.
   std::string request_head_, reply_head_;
