@@ -47,10 +47,11 @@ if [[ -z ${SKIP_ACCESS_LOG:-} ]]; then
   # own (utime+stime from /proc/<pid>/stat over the run, its log writer included).
   LOG_CPU=${CPU_B:-1} LOG_ROUNDS=${LOG_ROUNDS:-5}
   echo "== access log on (JSON to a file) vs off: valid key and 401, wrk -t1 -c50 on CPU $LOG_CPU" \
-    "with upstream and gateway, ${DUR:-5} s x $LOG_ROUNDS alternating rounds, medians"
+    "with upstream and gateway, ${DUR:-5} s x $LOG_ROUNDS alternating rounds, medians" \
+    "(load average $(cut -d' ' -f1 /proc/loadavg))"
   free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
   UP=$(free_port)
-  declare -A LPORT=([off]=$(free_port) [on]=$(free_port)) LPID=()
+  declare -A LPORT=([off]=$(free_port) [on]=$(free_port)) LPID=() LAST=()
   mkdir -p "$W/tmp"
   TPL="${SHARED_BENCH:-$ROOT/../shared/bench}/templates/upstream.nginx.conf"
   if [[ -f $TPL ]]; then
@@ -87,8 +88,11 @@ YAML
   for path in valid 401; do
     key=$([[ $path == valid ]] && echo "$LKEY" || echo "bk_00000000000000000000000000000000")
     declare -A RPS=() CPU=() P99=()
+    RATIOS=""
     for round in $(seq "$LOG_ROUNDS"); do
-      for mode in off on; do
+      # Pairs, their order alternating; each pair's on/off ratio cancels slow drifts.
+      order=$( ((round % 2)) && echo "off on" || echo "on off")
+      for mode in $order; do
         t0=$(cpu_ticks "${LPID[$mode]}")
         out=$(taskset -c "$LOG_CPU" wrk -t1 -c50 -d"${DUR:-5}"s --latency -H "X-Api-Key: $key" \
           "http://127.0.0.1:${LPORT[$mode]}/")
@@ -97,20 +101,24 @@ YAML
         [[ $mode == on ]] && SENT_ON=$((SENT_ON + reqs))
         non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
         [[ $path == valid && -n $non2xx ]] && echo "warning: $mode round $round: $non2xx non-2xx answers"
-        RPS[$mode]+="$(awk '/Requests\/sec/ {print int($2)}' <<<"$out") "
+        rps=$(awk '/Requests\/sec/ {print int($2)}' <<<"$out")
+        RPS[$mode]+="$rps "
+        LAST[$mode]=$rps
         CPU[$mode]+="$(echo "scale=2; ($t1 - $t0) * 1000000 / $TCK / $reqs" | bc) "
         P99[$mode]+="$(awk '$1 == "99%" {v = $2; f = v ~ /us$/ ? 1 : v ~ /ms$/ ? 1000 : 1000000
           sub(/[um]?s$/, "", v); print int(v * f)}' <<<"$out") "
       done
+      RATIOS+="$(echo "scale=3; ${LAST[on]} / ${LAST[off]}" | bc) "
     done
     for mode in off on; do
       printf '%-6s log %-3s %8s req/s  %6s CPU us/req  p99 %6s us  (req/s runs: %s)\n' "$path" \
         "$mode" "$(medn "${RPS[$mode]}")" "$(medn "${CPU[$mode]}")" "$(medn "${P99[$mode]}")" \
         "${RPS[$mode]}"
     done
-    printf '%-6s on/off: %s x req/s, %s x CPU per request (target: >= 0.9x req/s)\n' "$path" \
-      "$(echo "scale=3; $(medn "${RPS[on]}") / $(medn "${RPS[off]}")" | bc)" \
+    printf '%-6s on/off: %s x req/s (median of the rounds'"'"' ratios: %s), %s x CPU per request' \
+      "$path" "$(medn "$RATIOS")" "$RATIOS" \
       "$(echo "scale=3; $(medn "${CPU[on]}") / $(medn "${CPU[off]}")" | bc)"
+    printf ' (target: >= 0.9x req/s)\n'
     unset RPS CPU P99
   done
   for mode in off on; do kill "${LPID[$mode]}"; wait "${LPID[$mode]}" 2>/dev/null || true; done
