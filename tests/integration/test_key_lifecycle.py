@@ -198,14 +198,22 @@ class OneConnection(GatewayTest):
         r = g.admin("POST", f"/v1/api-keys/{old['id']}/rotate", {"grace": "1h"})
         self.assertEqual(r.status, 201, r.body)
         plain = g.create_key("--name", "plain")
-        self.assertTrue(wait_until(lambda: g.request(
-            "GET", "/", headers={"X-Api-Key": old["key"]}).header("sunset"), 10))
+        # The old key's requests before the connection below, each counted in its usage
+        # (a request is counted just after its response is written: no baseline is read
+        # while the last one may still be on its way).
+        old_before = 0
+
+        def in_grace():
+            nonlocal old_before
+            r = g.request("GET", "/", headers={"X-Api-Key": old["key"]})
+            old_before += r.status == 200
+            return r.header("sunset")
+        self.assertTrue(wait_until(in_grace, 10))
 
         def usage_total(key_id):
             r = g.admin("GET", f"/v1/api-keys/{key_id}/usage")  # (flushes the counts)
             self.assertEqual(r.status, 200, r.body)
             return r.json()["data"]["totals"]["total"]
-        old_before = usage_total(old["id"])
 
         c = g.connection()
         self.addCleanup(c.close)
@@ -250,8 +258,11 @@ class OneConnection(GatewayTest):
         for name in lifecycle + ("x-ratelimit-remaining",):
             self.assertIsNone(r.header(name), name)
         self.assertFalse([h for h in r.json()["headers"] if h.startswith("x-keygate-")])
-        # The old key's usage counts its own three requests, none of the others'.
-        self.assertEqual(usage_total(old["id"]), old_before + 3)
+        # The old key's usage counts its own three requests, none of the others'
+        # (waited for: the last one is counted just after its response).
+        wanted = old_before + 3
+        self.assertTrue(wait_until(lambda: usage_total(old["id"]) >= wanted, 10))
+        self.assertEqual(usage_total(old["id"]), wanted)
 
 
 class Usage(GatewayTest):
