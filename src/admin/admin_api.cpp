@@ -192,7 +192,7 @@ class Handler {
     if (scope && (d_.runtime.key_format.well_formed(presented) || d_.index.has_foreign_keys())) {
       KeyHash h = d_.runtime.hasher.hash(presented);
       std::optional<AuthKey> k;
-      d_.index.visit(h, [&](const AuthKey& a) { k = a; });
+      d_.index.visit(h, [&](const IndexedKey& a) { k.emplace(a); });
       UnixMillis now = now_millis();
       if (k && k->active(now)) {
         if (!k->has_scope(*scope))

@@ -12,8 +12,8 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
   if (!rt.key_format.well_formed(key) && !index.has_foreign_keys())
     return errors::auth("malformed", "Malformed API key. Check that the whole key was copied.");
   KeyHash h = rt.hasher.hash(key);
-  bool found = index.visit(h, [&](const AuthKey& k) {
-    ctx.key = k;
+  bool found = index.visit(h, [&](const IndexedKey& k) {
+    ctx.key.emplace(k);
     ctx.usage_due = k.claim_usage_report(now, kUsageReportInterval);  // on the indexed record
     ctx.meter = &index.meter(k);  // usage counts refusals of a known key too
   });

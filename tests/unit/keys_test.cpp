@@ -171,17 +171,17 @@ TEST(KeyIndex, UpsertAndVisit) {
   idx.upsert(r);
   EXPECT_EQ(idx.size(), 1u);
   std::optional<AuthKey> got;
-  ASSERT_TRUE(idx.visit(r.hash, [&](const AuthKey& k) { got = k; }));
+  ASSERT_TRUE(idx.visit(r.hash, [&](const IndexedKey& k) { got.emplace(k); }));
   EXPECT_EQ(got->id(), r.id);
   EXPECT_EQ(got->owner(), "acme");
   EXPECT_EQ(got->plan(), "pro");
   EXPECT_TRUE(got->has_scope("write"));
   EXPECT_FALSE(got->has_scope("wri"));
-  EXPECT_FALSE(idx.visit(KeyHasher().hash("other"), [](const AuthKey&) {}));
+  EXPECT_FALSE(idx.visit(KeyHasher().hash("other"), [](const IndexedKey&) {}));
   r.revoked_at = 5;
   idx.upsert(r);
   EXPECT_EQ(idx.size(), 1u);
-  idx.visit(r.hash, [&](const AuthKey& k) { got = k; });
+  idx.visit(r.hash, [&](const IndexedKey& k) { got.emplace(k); });
   EXPECT_EQ(got->revoked_at(), 5);
   EXPECT_EQ(idx.count_active(10), 0u);
 }
@@ -194,7 +194,7 @@ TEST(KeyIndex, UsageReportsAreThrottledPerKey) {
   idx.upsert(r);
   int claims = 0;
   for (UnixMillis t = 10'000; t < 20'000; t += 100)
-    idx.visit(r.hash, [&](const AuthKey& k) { claims += k.claim_usage_report(t, 5000); });
+    idx.visit(r.hash, [&](const IndexedKey& k) { claims += k.claim_usage_report(t, 5000); });
   EXPECT_EQ(claims, 2);  // at 10s and 15s
 }
 
