@@ -37,14 +37,23 @@ std::string join_csv(const std::vector<std::string>& items) {
 
 std::vector<std::string> split_csv(std::string_view text) {
   std::vector<std::string> out;
+  split_csv(text, out);
+  return out;
+}
+
+void split_csv(std::string_view text, std::vector<std::string>& out) {
+  size_t n = 0;
   while (!text.empty()) {
     auto comma = text.find(',');
     auto item = text.substr(0, comma);
-    if (!item.empty()) out.emplace_back(item);
+    if (!item.empty()) {
+      if (n == out.size()) out.emplace_back();
+      out[n++].assign(item);
+    }
     if (comma == std::string_view::npos) break;
     text.remove_prefix(comma + 1);
   }
-  return out;
+  out.resize(n);
 }
 
 }  // namespace keygate

@@ -2,9 +2,13 @@
 
 #include <sqlite3.h>
 
+#include <array>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "keygate/keys/migrations.hpp"
 
@@ -55,13 +59,17 @@ class Statement {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
   }
-  std::string text(int c) const {
+  std::string text(int c) const { return std::string(text_view(c)); }
+  // Valid until the next step or reset.
+  std::string_view text_view(int c) const {
     auto* p = sqlite3_column_text(stmt_, c);
-    return p ? std::string(reinterpret_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(stmt_, c)))
-             : std::string();
+    return p ? std::string_view(reinterpret_cast<const char*>(p),
+                                static_cast<size_t>(sqlite3_column_bytes(stmt_, c)))
+             : std::string_view();
   }
   std::int64_t integer(int c) const { return sqlite3_column_int64(stmt_, c); }
+  // Valid until the next step or reset.
+  sqlite3_value* value(int c) const { return sqlite3_column_value(stmt_, c); }
   std::optional<std::int64_t> opt_integer(int c) const {
     if (sqlite3_column_type(stmt_, c) == SQLITE_NULL) return std::nullopt;
     return integer(c);
@@ -130,14 +138,14 @@ KeyRecord read_key(const Statement& s) {
   r.hash = s.hash(3);
   r.name = s.text(4);
   r.owner = s.text(5);
-  r.scopes = split_csv(s.text(6));
+  r.scopes = split_csv(s.text_view(6));
   r.plan = s.text(7);
   if (auto req = s.opt_integer(8)) {
     r.rate = Rate{static_cast<std::uint64_t>(*req), Millis(s.integer(9)),
                   static_cast<std::uint64_t>(s.integer(10))};
   }
-  r.allowed_ips = split_csv(s.text(11));
-  auto meta = nlohmann::json::parse(s.text(12), nullptr, false);
+  r.allowed_ips = split_csv(s.text_view(11));
+  auto meta = nlohmann::json::parse(s.text_view(12), nullptr, false);
   if (meta.is_object())
     for (const auto& [k, v] : meta.items())
       if (v.is_string()) r.metadata[k] = v.get<std::string>();
@@ -155,6 +163,62 @@ KeyRecord read_key(const Statement& s) {
   return r;
 }
 
+// What for_each_changed reads: what the gateway's index and meters need.
+// SQLite spends ~35 ns a column a row: 10M rows are read in seconds only with
+// the columns they need, fetched once each as values.
+constexpr const char* kChangedColumns =
+    "id, hash, name, owner, scopes, plan, rate_requests, rate_period_ms, rate_burst, "
+    "allowed_ips, enabled, expires_at, revoked_at, change_seq, foreign_format, "
+    "credits_remaining, credits_version, refill_amount, refill_interval_ms, refilled_at, "
+    "credits_key, rotated_at";
+constexpr int kChangedColumnCount = 22;
+
+// A row of kChangedColumns into `r`, reusing r's strings (a load reads
+// millions of rows into one record).
+void read_changed(const Statement& s, KeyRecord& r) {
+  std::array<sqlite3_value*, kChangedColumnCount> v;
+  for (int c = 0; c < kChangedColumnCount; ++c) v[c] = s.value(c);
+  auto text = [&](int c) {
+    const auto* p = static_cast<const char*>(sqlite3_value_blob(v[c]));
+    return p ? std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v[c])))
+             : std::string_view();
+  };
+  auto opt_integer = [&](int c) -> std::optional<std::int64_t> {
+    if (sqlite3_value_type(v[c]) == SQLITE_NULL) return std::nullopt;
+    return sqlite3_value_int64(v[c]);
+  };
+  r.id.assign(text(0));
+  const auto hash = text(1);
+  r.hash = {};
+  if (hash.size() == r.hash.size()) std::memcpy(r.hash.data(), hash.data(), hash.size());
+  r.name.assign(text(2));
+  r.owner.assign(text(3));
+  split_csv(text(4), r.scopes);
+  r.plan.assign(text(5));
+  r.rate.reset();
+  if (auto req = opt_integer(6))
+    r.rate = Rate{static_cast<std::uint64_t>(*req), Millis(sqlite3_value_int64(v[7])),
+                  static_cast<std::uint64_t>(sqlite3_value_int64(v[8]))};
+  split_csv(text(9), r.allowed_ips);
+  r.enabled = sqlite3_value_int64(v[10]) != 0;
+  r.expires_at = opt_integer(11);
+  r.revoked_at = opt_integer(12);
+  r.change_seq = sqlite3_value_int64(v[13]);
+  r.foreign_format = sqlite3_value_int64(v[14]) != 0;
+  r.credits.reset();
+  if (auto remaining = opt_integer(15)) {
+    Credits c;
+    c.remaining = *remaining;
+    if (auto amount = opt_integer(17))
+      c.refill = CreditRefill{*amount, Millis(opt_integer(18).value_or(0))};
+    c.refilled_at = opt_integer(19).value_or(0);
+    r.credits = c;
+  }
+  r.credits_version = sqlite3_value_int64(v[16]);
+  r.credits_key.assign(text(20));
+  r.rotated_at = opt_integer(21);
+}
+
 void bind_key(Statement& s, const KeyRecord& r) {
   s.bind(1, r.id).bind(2, r.prefix).bind(3, r.last4).bind(4, r.hash).bind(5, r.name);
   s.bind(6, r.owner).bind(7, join_csv(r.scopes)).bind(8, r.plan);
@@ -170,6 +234,70 @@ void bind_key(Statement& s, const KeyRecord& r) {
   s.bind(17, r.revoked_at).bind(18, r.last_used_at);
   s.bind(19, r.last_used_ip).bind(20, r.rotated_from).bind(21, r.created_by);
   s.bind(22, r.change_seq);
+}
+
+// The start-up load: SQLite steps and decodes rows on a second thread while
+// the caller's thread applies them (to the index), in batches through two
+// buffers. Each side takes about half of the time, so a machine with two
+// cores loads 10M keys in about half the time. The connection is used by the
+// reader alone until it is joined; `f` runs on the caller's thread only.
+void read_on_second_thread(Statement& s, const std::function<void(const KeyRecord&)>& f) {
+  constexpr size_t kBatchRows = 512;
+  struct Batch {
+    std::vector<KeyRecord> rows = std::vector<KeyRecord>(kBatchRows);  // reused, capacity kept
+    size_t size = 0;
+    bool full = false, last = false;  // under mu
+  };
+  std::array<Batch, 2> batches;
+  std::mutex mu;
+  std::condition_variable_any cv;
+  std::exception_ptr failed;  // under mu
+  // Declared last: destroyed (stopped and joined) first, also when `f` throws.
+  std::jthread reader([&](std::stop_token stop) {
+    try {
+      for (size_t b = 0;; b ^= 1) {
+        Batch& batch = batches[b];
+        {
+          std::unique_lock lock(mu);
+          if (!cv.wait(lock, stop, [&] { return !batch.full; })) return;
+        }
+        batch.size = 0;
+        while (batch.size < kBatchRows && s.step()) read_changed(s, batch.rows[batch.size++]);
+        const bool last = batch.size < kBatchRows;
+        {
+          std::lock_guard lock(mu);
+          batch.full = true;
+          batch.last = last;
+        }
+        cv.notify_all();
+        if (last) return;
+      }
+    } catch (...) {
+      {
+        std::lock_guard lock(mu);
+        failed = std::current_exception();
+      }
+      cv.notify_all();
+    }
+  });
+  for (size_t b = 0;; b ^= 1) {
+    Batch& batch = batches[b];
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return batch.full || failed; });
+      if (!batch.full) break;  // the reader failed
+    }
+    for (size_t i = 0; i < batch.size; ++i) f(batch.rows[i]);
+    const bool last = batch.last;
+    {
+      std::lock_guard lock(mu);
+      batch.full = false;
+    }
+    cv.notify_all();
+    if (last) break;
+  }
+  reader.join();
+  if (failed) std::rethrow_exception(failed);
 }
 
 }  // namespace
@@ -372,11 +500,19 @@ std::vector<AuditEvent> SqliteStore::list_audit(const AuditQuery& q, std::int64_
 
 void SqliteStore::for_each_changed(std::int64_t seq,
                                    const std::function<void(const KeyRecord&)>& f) {
-  Statement s(*this, (std::string("SELECT ") + kKeyColumns +
-                      " FROM api_keys WHERE change_seq > ? ORDER BY change_seq")
+  // Every key (seq 0, the start-up load) in the table's own order: each key
+  // is there once, so the order does not matter, and a plain scan reads
+  // 10M rows in about half the time of a walk along the change_seq index.
+  Statement s(*this, (std::string("SELECT ") + kChangedColumns + " FROM api_keys" +
+                      (seq > 0 ? " WHERE change_seq > ? ORDER BY change_seq" : ""))
                          .c_str());
+  if (seq == 0) return read_on_second_thread(s, f);
   s.bind(1, seq);
-  while (s.step()) f(read_key(s));
+  KeyRecord r;
+  while (s.step()) {
+    read_changed(s, r);
+    f(r);
+  }
 }
 
 std::int64_t SqliteStore::data_version() {

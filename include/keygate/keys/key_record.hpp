@@ -78,5 +78,7 @@ struct KeyRecord {
 
 std::string join_csv(const std::vector<std::string>& items);
 std::vector<std::string> split_csv(std::string_view text);
+// The same into `out`, reusing its strings.
+void split_csv(std::string_view text, std::vector<std::string>& out);
 
 }  // namespace keygate

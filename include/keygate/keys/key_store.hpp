@@ -140,7 +140,11 @@ class KeyStore {
                                            std::int64_t* total) = 0;
   virtual std::vector<AuditEvent> list_audit(const AuditQuery& q, std::int64_t* total) = 0;
 
-  // Every key changed after `seq`, in change order (start-up load and catch-up).
+  // Every key changed after `seq`, in change order (catch-up); with seq 0 (the
+  // start-up load: every key, each once) in whatever order the store reads fastest.
+  // The record passed to `f` is valid during the call only, and holds what the
+  // gateway's index and meters need: a store may leave prefix, last4,
+  // metadata, created_*, last_used_* and rotated_from empty (get_key has them).
   virtual void for_each_changed(std::int64_t seq,
                                 const std::function<void(const KeyRecord&)>& f) = 0;
   virtual std::int64_t change_seq() = 0;
