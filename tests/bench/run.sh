@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: every number quoted in the README, reproducible.
 #   1. Google Benchmark: auth decision (1M keys) and rate-limit decision.
-#   2. `keygate serve` startup time and RSS with 1M keys in the store.
+#   2. `keygate serve` startup time and RSS with 1M and 10M keys in the store, and
+#      the auth decision with 10M keys in the index.
 #   3. wrk on loopback: direct vs keygate vs nginx/HAProxy doing the same job,
 #      measured in one run by ../shared/bench/peers.sh (ratios, medians).
 #   4. HTTPS listener throughput beside plain HTTP.
@@ -12,7 +13,7 @@
 #   8. Access log on (JSON, to a file) vs off: wrk, everything on one CPU, medians.
 # Settings: SKIP_ALLOC=1, SKIP_ACCESS_LOG=1, LOG_ROUNDS (5), SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
 # SKIP_FORWARD_AUTH=1, KEYS=1000000, SHARED_BENCH (default ../shared/bench), FA_CONFIGS,
-# and the peers.sh variables (PIN, ROUNDS, DUR, CONFIGS).
+# and the peers.sh variables (PIN, ROUNDS, DUR, CONFIGS); SKIP_10M=1, KEYS_BIG=10000000.
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -127,26 +128,50 @@ YAML
 fi
 
 if [[ -z ${SKIP_STARTUP:-} ]]; then
-  KEYS=${KEYS:-1000000}
-  echo "== serve with $KEYS keys in the store"
-  "$ROOT/$BUILD/tests/bench_seed" "$W/big.db" "$KEYS"
-  cat >"$W/big.yaml" <<YAML
-listen: 127.0.0.1:0
-store: {sqlite: $W/big.db}
-logging: {access_log: false}
-YAML
-  for run in 1 2 3; do
-    start=$(date +%s.%N)
-    "$BIN" serve --config "$W/big.yaml" 2>"$W/big.log" &
-    pid=$!
-    for _ in $(seq 600); do grep -q '"listening"' "$W/big.log" && break; sleep 0.05; done
-    end=$(date +%s.%N)
-    rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-    kill -TERM $pid; wait $pid || true
-    loaded=$(grep -o '"ms":[0-9.]*' "$W/big.log" | head -1 | cut -d: -f2)
-    printf 'run %d: ready in %.2f s (index load %s ms), RSS %d MB\n' "$run" \
-      "$(echo "$end - $start" | bc)" "$loaded" $((rss / 1024))
+  # `serve` with KEYS (1M) and KEYS_BIG (10M; SKIP_10M=1 skips it) keys in the
+  # store: ready time (to the "listening" line), the index load it logs, the CPU
+  # seconds spent by then (what a busy machine does not inflate), RSS, and RSS
+  # over an empty store's per key. Then the auth decision with KEYS_BIG keys.
+  sizes=(0 "${KEYS:-1000000}")
+  [[ -z ${SKIP_10M:-} ]] && sizes+=("${KEYS_BIG:-10000000}")
+  tick=$(getconf CLK_TCK)
+  base_rss=0
+  for keys in "${sizes[@]}"; do
+    db="$W/big-$keys.db"
+    seeded=$(date +%s)
+    "$ROOT/$BUILD/tests/bench_seed" "$db" "$keys" >/dev/null
+    printf '== serve with %d keys in the store (seeded in %d s)\n' "$keys" $(($(date +%s) - seeded))
+    printf 'listen: 127.0.0.1:0\nstore: {sqlite: %s}\nlogging: {access_log: false}\n' "$db" >"$W/big.yaml"
+    for run in 1 2 3; do
+      rm -f "$W/big.log"  # a line left from the last run would end the wait at once
+      start=$(date +%s.%N)
+      "$BIN" serve --config "$W/big.yaml" 2>"$W/big.log" &
+      pid=$!
+      for _ in $(seq 3600); do grep -qs '"listening"' "$W/big.log" && break; sleep 0.05; done
+      end=$(date +%s.%N)
+      rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+      cpu=$(awk -v t="$tick" '{printf "%.2f", ($14 + $15) / t}' /proc/$pid/stat)
+      ready=$(grep -c '"listening"' "$W/big.log" || true)
+      kill -TERM $pid; wait $pid || true
+      [[ $ready == 1 ]] || { echo "run $run: not ready after 180 s"; continue; }
+      loaded=$(grep -o '"ms":[0-9.]*' "$W/big.log" | head -1 | cut -d: -f2)
+      if ((keys == 0)); then
+        base_rss=$rss
+        printf 'run %d: ready in %.2f s, RSS %d MB\n' "$run" "$(echo "$end - $start" | bc)" \
+          $((rss / 1024))
+      else
+        printf 'run %d: ready in %.2f s (index load %s ms, %s s CPU), RSS %d MB, %d bytes a key\n' \
+          "$run" "$(echo "$end - $start" | bc)" "$loaded" "$cpu" $((rss / 1024)) \
+          $(((rss - base_rss) * 1024 / keys))
+      fi
+    done
+    rm -f "$db" "$db"-*
   done
+  if [[ -z ${SKIP_10M:-} ]]; then
+    echo "== auth decision with ${KEYS_BIG:-10000000} keys in the index (hot: 1000 keys; cold: 100k)"
+    KEYGATE_BENCH_KEYS=${KEYS_BIG:-10000000} "$ROOT/$BUILD/tests/bench_auth" \
+      --benchmark_filter=ValidKey --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+  fi
 fi
 
 if [[ -z ${SKIP_TLS:-} ]]; then
