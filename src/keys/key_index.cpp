@@ -34,7 +34,7 @@ namespace {
 
 // The index's large arrays come straight from the kernel: pages are touched
 // lazily (untouched ones cost nothing) and returned when freed (malloc keeps
-// freed tables and blocks for reuse: ~80 MB of RSS at 10M keys). A `huge`
+// freed tables and blocks for reuse: ~40 MB of RSS at 10M keys). A `huge`
 // chunk is 2 MiB-aligned and backed by huge pages where the kernel allows:
 // fewer page faults while 10M keys load, fewer TLB misses on lookups. A shard
 // asks for that from its second chunk on, so that a small index stays small.
