@@ -1,7 +1,13 @@
 #include "keygate/keys/key_hasher.hpp"
 
+// SHA256_Init/Update/Final are deprecated in OpenSSL 3 in favour of EVP, but
+// they are the only SHA-256 of OpenSSL 3.0 that does not allocate: EVP_DigestInit
+// frees and re-creates the provider's context on every call (one malloc per
+// request on the valid-key path). They are the same implementation underneath.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include <memory>
 #include <stdexcept>
@@ -15,24 +21,6 @@ struct MacCtxFree {
 struct MacFree {
   void operator()(EVP_MAC* m) const { EVP_MAC_free(m); }
 };
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-struct MdFree {
-  void operator()(EVP_MD* m) const { EVP_MD_free(m); }
-};
-
-// SHA-256 with the digest fetched once and one context per thread: the
-// one-shot SHA256() of OpenSSL 3 fetches the algorithm and allocates a
-// context on every call (three allocations and ~3k instructions per key).
-EVP_MD_CTX* sha256_ctx() {
-  static const std::unique_ptr<EVP_MD, MdFree> md(EVP_MD_fetch(nullptr, "SHA256", nullptr));
-  thread_local std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!md || !ctx || EVP_DigestInit_ex2(ctx.get(), md.get(), nullptr) != 1)
-    throw std::runtime_error("SHA-256 unavailable");
-  return ctx.get();
-}
-
 // One keyed HMAC context per thread and pepper: OpenSSL 3 fetches are costly,
 // so the request path only re-inits an existing context.
 EVP_MAC_CTX* hmac_ctx(const std::string& pepper) {
@@ -61,10 +49,9 @@ KeyHash KeyHasher::hash(std::string_view key) const {
   KeyHash out{};
   const auto* data = reinterpret_cast<const unsigned char*>(key.data());
   if (!pepper_) {
-    EVP_MD_CTX* ctx = sha256_ctx();
-    unsigned int len = 0;
-    if (EVP_DigestUpdate(ctx, data, key.size()) != 1 ||
-        EVP_DigestFinal_ex(ctx, out.data(), &len) != 1 || len != out.size())
+    SHA256_CTX ctx;
+    if (SHA256_Init(&ctx) != 1 || SHA256_Update(&ctx, data, key.size()) != 1 ||
+        SHA256_Final(out.data(), &ctx) != 1)
       throw std::runtime_error("SHA-256 failed");
     return out;
   }
