@@ -453,6 +453,14 @@ class Gateway:
             raise AssertionError(f"metric {want} is not exposed")
         return 0.0
 
+    def metric_reaching(self, name, labels="", value=1, timeout=10):
+        """The sample once it reaches `value` (or after `timeout`): a request is
+        counted when its response has been written, so a client can read the
+        response before the count moves. Compare the result exactly: a count
+        above `value`, or one that never got there, still fails the test."""
+        wait_until(lambda: self.metric(name, labels) >= value, timeout=timeout)
+        return self.metric(name, labels)
+
     def generation(self):
         return self.metric("keygate_config_generation", required=True)
 

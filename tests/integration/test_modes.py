@@ -107,7 +107,7 @@ class Shadow(GatewayTest):
             self.assertIsNone(r.header("retry-after"))
         self.assertEqual(statuses, [200] * 10)
         self.assertEqual(forwarded, 10)
-        self.assertEqual(g.metric("keygate_shadow_denied_total", 'reason="rate_limit"'), 7)
+        self.assertEqual(g.metric_reaching("keygate_shadow_denied_total", 'reason="rate_limit"', 7), 7)
         self.assertEqual(g.metric("keygate_rate_limited_total"), 0)  # nothing was refused
         reasons = [line["shadow_reason"] for line in logged(g, seen)]
         self.assertEqual(reasons, [None] * 3 + ["rate_limit"] * 7)
@@ -135,8 +135,8 @@ class Shadow(GatewayTest):
                          [("1", "2"), ("1", "2"), ("0", "1"), ("0", "1")])
         # A would-be rate-limit 429 spends no credits either.
         self.assertEqual([get(flush, "/v1/x")[0] for _ in range(5)], ["9", "8", "7", "6", "6"])
-        self.assertEqual(g.metric("keygate_shadow_denied_total", 'reason="credits"'), 2)
-        self.assertEqual(g.metric("keygate_shadow_denied_total", 'reason="rate_limit"'), 1)
+        self.assertEqual(g.metric_reaching("keygate_shadow_denied_total", 'reason="credits"', 2), 2)
+        self.assertEqual(g.metric_reaching("keygate_shadow_denied_total", 'reason="rate_limit"', 1), 1)
         self.assertEqual(g.metric("keygate_rate_limited_total"), 0)  # nothing was refused
         self.assertEqual([line["shadow_reason"] for line in logged(g, seen)],
                          [None, "credits", None, "credits"] + [None] * 4 + ["rate_limit"])
@@ -152,8 +152,8 @@ class Shadow(GatewayTest):
         r = g.request("GET", "/v1/x", headers={"Authorization": "Bearer kg_live_" + "A" * 38})
         self.assertEqual(r.status, 200)
         self.assertNotIn("authorization", r.json()["headers"])
-        self.assertEqual(g.metric("keygate_shadow_denied_total", 'reason="missing"'), 1)
-        self.assertEqual(g.metric("keygate_shadow_denied_total", 'reason="malformed"'), 1)
+        self.assertEqual(g.metric_reaching("keygate_shadow_denied_total", 'reason="missing"', 1), 1)
+        self.assertEqual(g.metric_reaching("keygate_shadow_denied_total", 'reason="malformed"', 1), 1)
 
     def test_per_route_shadow(self):
         g = self.gateway({"routes": [{"path_prefix": "/beta/", "shadow": True}]})
