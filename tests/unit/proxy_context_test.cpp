@@ -3,43 +3,22 @@
 // the next one on that connection.
 #include <gtest/gtest.h>
 
-#include "keygate/config/loader.hpp"
 #include "keygate/core/time.hpp"
-#include "keygate/proxy/pipeline.hpp"
 #include "keygate/proxy/response_headers.hpp"
-#include "keygate/proxy/stages.hpp"
+#include "pipeline_world.hpp"
 
 using namespace keygate;
 namespace http = boost::beast::http;
 
 namespace {
 
-Config config() {
-  auto c = load_config_text("", "t.yaml");
-  EXPECT_TRUE(c) << (c ? "" : c.error().joined());
-  return *c;
-}
-
-struct World {
-  World() : limiter(clock), limits(limiter), pipeline(rt, index, limits, nullptr, state) {}
-  Runtime rt{config()};
-  KeyIndex index;
-  ManualClock clock;
-  RateLimiter limiter;
-  LocalBackend limits;
-  GatewayState state;
-  Pipeline pipeline;
-
-  std::string add(const std::string& name, std::function<void(KeyRecord&)> edit = {}) {
-    std::string key = rt.key_format.generate();
-    KeyRecord r;
-    r.id = generate_key_id();
-    r.hash = rt.hasher.hash(key);
-    r.name = name;
-    r.owner = "acme";
-    if (edit) edit(r);
-    index.upsert(r);
-    return key;
+struct World : test_support::PipelineWorld {
+  std::string add(const std::string& name, const std::function<void(KeyRecord&)>& edit = {}) {
+    return PipelineWorld::add([&](KeyRecord& r) {
+      r.name = name;
+      r.scopes.clear();
+      if (edit) edit(r);
+    });
   }
   // One request on the connection whose context is `ctx`, as the session runs
   // it: cleared, decided, then the response headers the gateway adds.
@@ -48,8 +27,7 @@ struct World {
     ctx.request_id = "rid";
     Fields f;
     if (!key.empty()) f.set(http::field::authorization, "Bearer " + key);
-    RequestView v{"GET", "/v1/x", f};
-    pipeline.decide(v, ctx);
+    decide("GET", "/v1/x", f, ctx);
     HeaderList out;
     add_response_headers(out, ctx, rt, 0);
     return out;

@@ -3,10 +3,8 @@
 // path.
 #include <gtest/gtest.h>
 
-#include "keygate/config/loader.hpp"
 #include "keygate/proxy/forward_headers.hpp"
-#include "keygate/proxy/pipeline.hpp"
-#include "keygate/proxy/stages.hpp"
+#include "pipeline_world.hpp"
 
 using namespace keygate;
 using nlohmann::json;
@@ -15,9 +13,7 @@ namespace http = boost::beast::http;
 namespace {
 
 Config config(const std::string& yaml) {
-  auto c = load_config_text(yaml, "t.yaml");
-  EXPECT_TRUE(c) << (c ? "" : c.error().joined());
-  return c ? *c : Config{};
+  return test_support::config_from(yaml);
 }
 
 Fields with_host() {
@@ -226,46 +222,24 @@ TEST(ForwardHeaders, AbsoluteFormNamesTheHost) {
 
 namespace {
 
-struct World {
-  explicit World(const std::string& yaml)
-      : rt(config(yaml)),
-        limiter(clock),
-        limits(limiter),
-        pipeline(rt, index, limits, nullptr, state) {}
-  Runtime rt;
-  KeyIndex index;
-  ManualClock clock;
-  RateLimiter limiter;
-  LocalBackend limits;
-  GatewayState state;
-  Pipeline pipeline;
-
+struct World : test_support::PipelineWorld {
+  using PipelineWorld::PipelineWorld;
   std::string add(std::vector<std::string> scopes) {
-    std::string key = rt.key_format.generate();
-    KeyRecord r;
-    r.id = generate_key_id();
-    r.hash = rt.hasher.hash(key);
-    r.name = "k";
-    r.owner = "acme";
-    r.scopes = std::move(scopes);
-    index.upsert(r);
-    return key;
+    return PipelineWorld::add([&](KeyRecord& r) { r.scopes = std::move(scopes); });
   }
   Verdict run(std::string method, std::string target, const std::string& key, Context& ctx) {
     Fields f = with_host();
     if (!key.empty()) f.set("X-Api-Key", key);
     ctx.request_id = "rid";
     ctx.peer_ip = "127.0.0.1";
-    RequestView v{method, target, f};
-    return pipeline.decide(v, ctx);
+    return decide(method, target, f, ctx);
   }
   std::string outcome(std::string method, std::string target, const std::string& key = "") {
     Context ctx;
     Verdict v = run(std::move(method), std::move(target), key, ctx);
     if (v.forward) return "forward " + ctx.target.target;
     if (v.status == 200) return "200 local";
-    return std::to_string(v.status) + " " +
-           json::parse(v.body)["error"]["details"]["reason"].get<std::string>();
+    return std::to_string(v.status) + " " + test_support::reason_of(v);
   }
 };
 

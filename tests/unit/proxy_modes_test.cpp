@@ -2,11 +2,9 @@
 // client-IP rule, through the pipeline without a network.
 #include <gtest/gtest.h>
 
-#include "keygate/config/loader.hpp"
 #include "keygate/observe/metrics.hpp"
 #include "keygate/proxy/client_ip.hpp"
-#include "keygate/proxy/pipeline.hpp"
-#include "keygate/proxy/stages.hpp"
+#include "pipeline_world.hpp"
 
 using namespace keygate;
 using nlohmann::json;
@@ -14,10 +12,9 @@ namespace http = boost::beast::http;
 
 namespace {
 
+using test_support::reason_of;
 Config config(const std::string& yaml) {
-  auto c = load_config_text(yaml, "t.yaml");
-  EXPECT_TRUE(c) << (c ? "" : c.error().joined());
-  return c ? *c : Config{};
+  return test_support::config_from(yaml);
 }
 
 std::vector<Cidr> nets(std::initializer_list<const char*> texts) {
@@ -32,39 +29,14 @@ Fields xff(std::initializer_list<const char*> values) {
   return f;
 }
 
-struct World {
-  explicit World(const std::string& yaml)
-      : rt(config(yaml)),
-        limiter(clock),
-        limits(limiter),
-        pipeline(rt, index, limits, nullptr, state) {}
-  Runtime rt;
-  KeyIndex index;
-  ManualClock clock;
-  RateLimiter limiter;
-  LocalBackend limits;
-  GatewayState state;
-  Pipeline pipeline;
-
-  std::string add(std::function<void(KeyRecord&)> edit = {}) {
-    std::string key = rt.key_format.generate();
-    KeyRecord r;
-    r.id = generate_key_id();
-    r.hash = rt.hasher.hash(key);
-    r.name = "test key";
-    r.owner = "acme";
-    r.scopes = {"read"};
-    if (edit) edit(r);
-    index.upsert(r);
-    return key;
-  }
+struct World : test_support::PipelineWorld {
+  using PipelineWorld::PipelineWorld;
   Verdict run(Fields f, Context& ctx, std::string target = "/v1/x", std::string method = "GET",
               std::string peer = "127.0.0.1") {
     ctx = Context{};
     ctx.request_id = "rid-1";
     ctx.peer_ip = peer;
-    RequestView v{method, target, f};
-    return pipeline.decide(v, ctx);
+    return decide(method, target, f, ctx);
   }
   Verdict run(Fields f, std::string target = "/v1/x", std::string method = "GET") {
     Context ctx;
@@ -76,10 +48,6 @@ Fields with_key(const std::string& key) {
   Fields f;
   f.set("X-Api-Key", key);
   return f;
-}
-
-std::string reason_of(const Verdict& v) {
-  return json::parse(v.body)["error"]["details"]["reason"];
 }
 
 }  // namespace

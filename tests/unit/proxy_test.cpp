@@ -1,11 +1,9 @@
 #include <gtest/gtest.h>
 
-#include "keygate/config/loader.hpp"
 #include "keygate/core/placeholders.hpp"
 #include "keygate/proxy/error_renderer.hpp"
 #include "keygate/proxy/forward_headers.hpp"
-#include "keygate/proxy/pipeline.hpp"
-#include "keygate/proxy/stages.hpp"
+#include "pipeline_world.hpp"
 
 using namespace keygate;
 using nlohmann::json;
@@ -13,47 +11,20 @@ namespace http = boost::beast::http;
 
 namespace {
 
+using test_support::reason_of;
 Config config(const std::string& yaml) {
-  auto c = load_config_text(yaml, "t.yaml");
-  EXPECT_TRUE(c) << (c ? "" : c.error().joined());
-  return *c;
+  return test_support::config_from(yaml);
 }
 
-// A tiny world: a runtime, an index with keys in every state, a limiter.
-struct World {
-  explicit World(const std::string& yaml = "")
-      : rt(config(yaml)),
-        limiter(clock),
-        limits(limiter),
-        pipeline(rt, index, limits, nullptr, state) {}
-  Runtime rt;
-  KeyIndex index;
-  ManualClock clock;
-  RateLimiter limiter;
-  LocalBackend limits;
-  GatewayState state;
-  Pipeline pipeline;
-
-  std::string add(std::function<void(KeyRecord&)> edit = {}) {
-    std::string key = rt.key_format.generate();
-    KeyRecord r;
-    r.id = generate_key_id();
-    r.hash = rt.hasher.hash(key);
-    r.name = "test key";
-    r.owner = "acme";
-    r.scopes = {"read"};
-    if (edit) edit(r);
-    index.upsert(r);
-    return key;
-  }
+struct World : test_support::PipelineWorld {
+  using PipelineWorld::PipelineWorld;
   Verdict run(Fields f, std::string target = "/v1/x", std::string method = "GET",
               std::string ip = "127.0.0.1", Context* out = nullptr) {
     Context local;
     Context& ctx = out ? *out : local;
     ctx.request_id = "rid-1";
     ctx.peer_ip = ip;
-    RequestView v{method, target, f};
-    return pipeline.decide(v, ctx);
+    return decide(method, target, f, ctx);
   }
   Verdict with_key(const std::string& key, std::string target = "/v1/x", Context* out = nullptr,
                    std::string ip = "127.0.0.1") {
@@ -62,10 +33,6 @@ struct World {
     return run(f, target, "GET", ip, out);
   }
 };
-
-std::string reason_of(const Verdict& v) {
-  return json::parse(v.body)["error"]["details"]["reason"];
-}
 
 }  // namespace
 
