@@ -25,6 +25,37 @@ KEYGATE = os.path.abspath(os.environ.get("KEYGATE_BIN") or os.path.join(HERE, ".
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
+
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+
+
+def nginx_conf(tmp, http_body):
+    """A main nginx config that runs unprivileged in `tmp` (no master process,
+    every log and temp path inside it) with `http_body` in its http {} block."""
+    return f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log {tmp}/access.log;
+  client_body_temp_path {tmp}/client_body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+{http_body}
+}}
+"""
+
+
+def nginx_command(tmp, conf):
+    """How to start nginx on `conf` (from nginx_conf) in `tmp`."""
+    return [NGINX, "-p", tmp, "-e", os.path.join(tmp, "error.log"), "-c", conf]
+
+
 def free_port():
     """A port that was free a moment ago. Racy (another test may take it before
     it is used): prefer `listen: 127.0.0.1:0` (Gateway does that) or a socket

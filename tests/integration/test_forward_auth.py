@@ -12,32 +12,12 @@ import tempfile
 import unittest
 
 import upstream
-from harness import EXAMPLES, HERE, Gateway, free_port, wait_until
+from harness import EXAMPLES, HERE, NGINX, Gateway, free_port, nginx_command, nginx_conf, wait_until
 
 DEPLOY = os.path.join(HERE, "..", "..", "deploy", "forward-auth")
 EXAMPLE = os.path.join(EXAMPLES, "forward-auth.yaml")
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
 CADDY = shutil.which("caddy")
 
-# The shipped nginx.conf goes in an http {} block; this is the rest of a
-# main config that runs unprivileged in a temp dir.
-NGINX_MAIN = """daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log {tmp}/access.log;
-  client_body_temp_path {tmp}/client_body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  include {tmp}/keygate.conf;
-}}
-"""
 CADDY_GLOBAL = "{\n\tadmin off\n\tauto_https off\n}\n\n"
 
 
@@ -208,9 +188,9 @@ class Nginx(ForwardAuthBehind, unittest.TestCase):
             f.write(text)
         conf = os.path.join(tmp, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_MAIN.format(tmp=tmp))
-        return Ingress([NGINX, "-p", tmp, "-e", os.path.join(tmp, "error.log"), "-c", conf],
-                       tmp, port)
+            # The shipped nginx.conf goes in the http {} block.
+            f.write(nginx_conf(tmp, f"  include {tmp}/keygate.conf;"))
+        return Ingress(nginx_command(tmp, conf), tmp, port)
 
 
     def test_other_client_sent_identity_headers_pass_unless_cleared_by_name(self):

@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-from harness import Gateway, GatewayTest, exchange, free_port, wait_until
+from harness import NGINX, Gateway, GatewayTest, exchange, free_port, nginx_command, nginx_conf, wait_until
 import rogue_upstream
 
 RATE = {"default": {"rate": {"requests": 1000, "period": "1h"}}}
@@ -85,32 +85,14 @@ class SecurityTest(GatewayTest):
 # ---------------------------------------------------------------------------
 # 1. Route bypass, with nginx as the upstream.
 
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
-
-NGINX_CONF = """daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log {tmp}/access.log;
-  client_body_temp_path {tmp}/client_body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  default_type text/plain;
+NGINX_SERVER = """  default_type text/plain;
   server {{
     listen 127.0.0.1:{port};
     location /docs {{ return 200 "public docs\\n"; }}
     location /v1/secret {{ return 200 "PROTECTED-SECRET\\n"; }}
     location /v1/admin/ {{ return 200 "PROTECTED-ADMIN $request_method\\n"; }}
     location / {{ return 200 "other $uri\\n"; }}
-  }}
-}}
-"""
+  }}"""
 
 ROUTES = [{"path_prefix": "/docs", "auth": "none"},
           {"path_prefix": "/v1/admin/", "methods": ["POST"], "require_scopes": ["admin"]}]
@@ -185,10 +167,9 @@ class NginxUpstreamBypass(SecurityTest):
         cls.nginx_port = free_port()
         conf = os.path.join(cls.nginx_tmp, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(tmp=cls.nginx_tmp, port=cls.nginx_port))
-        cls.nginx = subprocess.Popen(
-            [NGINX, "-p", cls.nginx_tmp, "-e", os.path.join(cls.nginx_tmp, "error.log"), "-c", conf],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            f.write(nginx_conf(cls.nginx_tmp, NGINX_SERVER.format(port=cls.nginx_port)))
+        cls.nginx = subprocess.Popen(nginx_command(cls.nginx_tmp, conf),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
             try:
