@@ -366,6 +366,7 @@ YAML
   KEY=$("$BIN" keys create --config "$W/gw.yaml" --name bench --json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
   GATEWAY_CMD="$BIN serve --config $W/gw.yaml" GATEWAY_KEY="$KEY" \
-    CONFIGS=${CONFIGS:-"nginx nginx-auth haproxy-auth"} PIN=${PIN:-one} ROUNDS=${ROUNDS:-3} \
+    CONFIGS=${CONFIGS:-"nginx nginx-auth haproxy-auth nginx-401 haproxy-401"} \
+    PIN=${PIN:-"one split"} ROUNDS=${ROUNDS:-3} \
     DUR=${DUR:-5} "$PEERS"
 fi
