@@ -420,9 +420,11 @@ std::int64_t PostgresStore::change_seq() {
 
 void PostgresStore::insert_key(KeyRecord& r) {
   r.change_seq = bump_seq();
-  PgQuery q(*this, std::string("INSERT INTO api_keys (") + kKeyColumns +
-                       ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,"
-                       "$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30)");
+  PgQuery q(
+      *this,
+      std::string("INSERT INTO api_keys (") + kKeyColumns +
+          ", created_seq) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,"
+          "$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$22)");
   bind_key(q, r, true);
   q.bind(r.foreign_format);  // set once: a key's format never changes
   bind_lifecycle(q, r);
@@ -497,7 +499,7 @@ std::vector<KeyRecord> PostgresStore::list_keys(const KeyListQuery& q, UnixMilli
     c.bind(q.owner).bind(now).run();
     *total = c.integer(0, 0);
   }
-  std::string sql = select_keys(where + " ORDER BY created_at, id");
+  std::string sql = select_keys(where + " ORDER BY created_at, created_seq");
   if (q.page_size > 0) sql += " LIMIT $3::bigint OFFSET $4::bigint";
   PgQuery s(*this, sql);
   s.bind(q.owner).bind(now);

@@ -384,9 +384,11 @@ std::int64_t SqliteStore::change_seq() {
 
 void SqliteStore::insert_key(KeyRecord& r) {
   r.change_seq = bump_seq();
-  Statement s(*this, (std::string("INSERT INTO api_keys (") + kKeyColumns +
-                      ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-                         .c_str());
+  Statement s(
+      *this,
+      (std::string("INSERT INTO api_keys (") + kKeyColumns +
+       ", created_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?22)")
+          .c_str());
   bind_key(s, r);
   s.bind(23, std::int64_t{r.foreign_format});  // set once: a key's format never changes
   bind_lifecycle(s, r, 24);
@@ -461,8 +463,8 @@ std::vector<KeyRecord> SqliteStore::list_keys(const KeyListQuery& q, UnixMillis 
     c.bind(1, q.owner).bind(2, now);
     *total = c.step() ? c.integer(0) : 0;
   }
-  std::string sql =
-      std::string("SELECT ") + kKeyColumns + " FROM api_keys" + where + " ORDER BY created_at, id";
+  std::string sql = std::string("SELECT ") + kKeyColumns + " FROM api_keys" + where +
+                    " ORDER BY created_at, created_seq";
   if (q.page_size > 0) sql += " LIMIT ?3 OFFSET ?4";
   Statement s(*this, sql.c_str());
   s.bind(1, q.owner).bind(2, now);

@@ -121,6 +121,14 @@ class Replicas(GatewayTest):
         self.assertEqual(actions.count("create"), 11)
         self.assertEqual(actions.count("revoke"), 10)
 
+    def test_keys_created_in_one_millisecond_list_in_creation_order(self):
+        g = self.replica()
+        ids = [self.create(g, name=f"k{i}")["id"] for i in range(6)]
+        pg.psql(self.url, "UPDATE api_keys SET created_at = 1")  # one millisecond
+        pages = [g.admin("GET", f"/v1/api-keys?page={p}&pageSize=2").json()["data"]
+                 for p in (1, 2, 3)]
+        self.assertEqual([k["id"] for page in pages for k in page], ids)
+
     def test_concurrent_writers_never_leave_a_replica_behind(self):
         # Each writer applies its own write at once with a sequence that may be
         # ahead of the other writer's; neither may skip the other's rows.

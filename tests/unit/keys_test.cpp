@@ -258,6 +258,34 @@ TEST_F(StoreTest, AmbiguousPrefixIsAConflict) {
   EXPECT_EQ(res.error().status, 409);
 }
 
+// Keys created in one millisecond list in the order they were created (ids are
+// random, so ordering ties by id shuffled a page between two keys).
+TEST_F(StoreTest, KeysCreatedInOneMillisecondListInCreationOrder) {
+  const UnixMillis at = now_millis();
+  std::vector<std::string> created;
+  for (const char* id : {"key_e", "key_d", "key_c", "key_b", "key_a"}) {
+    KeyRecord r;
+    r.id = id;
+    r.prefix = std::string("kg_live_") + id;
+    r.last4 = "abcd";
+    r.hash = KeyHasher().hash(r.id);
+    r.name = id;
+    r.created_at = at;
+    store->transaction([&] { store->insert_key(r); });
+    created.push_back(id);
+  }
+  // An update between the pages does not move a key.
+  auto second = store->get_key("key_d");
+  ASSERT_TRUE(second);
+  second->name = "renamed";
+  store->transaction([&] { store->update_key(*second); });
+  std::vector<std::string> listed;
+  for (int page = 1; page <= 3; ++page)
+    for (const auto& r : store->list_keys({.page = page, .page_size = 2}, at + 1, nullptr))
+      listed.push_back(r.id);
+  EXPECT_EQ(listed, created);
+}
+
 TEST_F(StoreTest, RotateKeepsSettingsAndSetsGrace) {
   KeyService svc(*store, cfg);
   auto a = svc.create({.name = "a",
