@@ -144,6 +144,13 @@ Metrics::SharedLimits shared_limit_stats(const std::vector<RedisBackend*>& backe
 }  // namespace
 
 int serve(Config config) {
+  // SIGHUP is caught from before the first line is logged: one sent while the
+  // store loads waits in the set and is a reload once serving (its default
+  // action killed the process). SIGTERM and SIGINT keep theirs until the
+  // listeners are open: there is nothing to drain, and a load of millions of
+  // keys should not delay a stop.
+  asio::io_context control;
+  asio::signal_set signals(control, SIGHUP);
   log::setup(config.logging);
   // Short secrets are allowed (SPEC sets no minimum) but worth a warning.
   if (config.admin.enabled() && config.admin.token.size() < 16)
@@ -213,6 +220,9 @@ int serve(Config config) {
       acceptors.push_back(open_acceptor(workers.back()->ioc, ep, true));
       if (i == 0) ep.port(acceptors[0]->local_endpoint().port());  // port 0: share the one picked
     }
+    // From here a stop is a drain: caught before "listening" tells anyone so.
+    signals.add(SIGINT);
+    signals.add(SIGTERM);
     log::info("listening", {{"address", ep.address().to_string()},
                             {"port", ep.port()},
                             {"scheme", server_tls ? "https" : "http"},
@@ -266,8 +276,6 @@ int serve(Config config) {
   }
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 
-  asio::io_context control;
-  asio::signal_set signals(control, SIGINT, SIGTERM, SIGHUP);
   std::string config_path = config.source_path;
   std::int64_t config_generation = 1;
   metrics.config_adopted(config_generation, now_millis() / 1000);

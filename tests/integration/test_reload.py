@@ -127,6 +127,40 @@ class ReloadNeverKills(GatewayTest):
         self.assertEqual(g.stop(), 0)
 
 
+class SignalsDuringStartUp(GatewayTest):
+    """Once keygate has written a line, a signal is handled, not fatal: a SIGHUP
+    sent while it still applies the store's migrations (a fresh file: one line
+    and a commit each) is a reload once it serves; a SIGTERM stops it at once. The
+    handler was installed only after the "listening" line, so an orchestrator's
+    early SIGHUP killed it (the harness's reload tests saw it under ASan)."""
+
+    def start_and_signal_at_first_line(self, sig):
+        g = self.gateway(start=False)
+        g.out = open(os.path.join(g.tmp, "stdout.log"), "wb")
+        g.err = open(os.path.join(g.tmp, "stderr.log"), "wb")
+        g.proc = subprocess.Popen([KEYGATE, "serve", "--config", g.config_path],
+                                  stdout=g.out, stderr=g.err, env=g.env)
+        first_line = lambda: os.path.getsize(os.path.join(g.tmp, "stderr.log")) > 0
+        self.assertTrue(wait_until(first_line, timeout=30, step=0.0005), g.logs())
+        g.proc.send_signal(sig)
+        self.assertIn("applied migration", g.logs())  # the signal came during start-up
+        return g
+
+    def test_sighup_while_starting_is_a_reload(self):
+        g = self.start_and_signal_at_first_line(signal.SIGHUP)
+        self.assertTrue(wait_until(g._live, timeout=30), "keygate died:\n" + g.logs())
+        self.assertTrue(wait_until(lambda: g.metric("keygate_config_generation") == 2, 10),
+                        g.logs())
+        self.assertIsNone(g.proc.poll())
+        self.assertEqual(g.request("GET", "/health").status, 200)
+
+    def test_sigterm_while_starting_stops_at_once(self):
+        # Nothing to drain yet: the start is abandoned, not finished first.
+        g = self.start_and_signal_at_first_line(signal.SIGTERM)
+        self.assertEqual(g.proc.wait(30), -signal.SIGTERM, g.logs())
+        self.assertNotIn('"msg":"listening"', g.logs())
+
+
 class CheckConfig(unittest.TestCase):
     def test_directory_and_duplicate_keys_exit_2_with_a_line(self):
         tmp = tempfile.mkdtemp(prefix="kg-check-")
