@@ -283,6 +283,29 @@ routes:
   EXPECT_EQ(p.mode, Context::Mode::proxy);
 }
 
+// Caddy's forward_auth and Traefik ask with GET whatever the client sent: the
+// route is chosen by X-Forwarded-Method, not by the check's own method.
+TEST(ForwardAuth, TheForwardedMethodChoosesTheRoute) {
+  World w(R"(
+forward_auth: {path: /_keygate/auth}
+routes:
+  - {path_prefix: /orders, methods: [POST], require_scopes: [write]}
+)");
+  auto key = w.add();  // scopes: read
+  auto check = [&](const std::string& original_method) {
+    Fields f;
+    f.set("X-Api-Key", key);
+    f.set("X-Forwarded-Method", original_method);
+    f.set("X-Forwarded-Uri", "/orders/1");
+    Context ctx;
+    return w.run(f, ctx, "/_keygate/auth", "GET");
+  };
+  Verdict post = check("POST");
+  EXPECT_EQ(post.status, 403);
+  EXPECT_EQ(reason_of(post), "scope");
+  EXPECT_EQ(check("GET").status, 200);  // no route for GET: the default admits the key
+}
+
 // ---- shadow mode (SPEC §9) --------------------------------------------------------
 
 TEST(Shadow, WouldBe429sAreExactAndEveryRequestIsForwarded) {
