@@ -255,7 +255,8 @@ class ProxySession {
       co_return false;
     }
     if (!admit(req, pipeline)) co_await ask_rate_limit_backend(pipeline);
-    bool keep = req.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
+    // The parser's flags, not req.keep_alive(), which parses the Connection list again.
+    bool keep = parser.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
     if (verdict_.self_service) co_await serve_self_service(parser, pipeline, cfg);
     if (!verdict_.forward) {
       keep = keep && parser.is_done();  // an unread body: the connection cannot continue
@@ -411,7 +412,7 @@ class ProxySession {
 
       // Request: head, then the body as it arrives.
       RelayResult sent =
-          co_await relay(stream_, buffer_, parser, conn->stream, request_head_, req.chunked(),
+          co_await relay(stream_, buffer_, parser, conn->stream, request_head_, parser.chunked(),
                          chunk.get(), cfg.limits.idle_timeout, Millis(0), o.bytes_in);
       if (sent.read) {
         if (sent.read == http::error::body_limit) {
@@ -471,17 +472,21 @@ class ProxySession {
       co_return false;
     }
 
-    const bool upstream_reusable = res.keep_alive() && !rp->need_eof();
+    // Framing from the parser's flags (set while it read the head; keep_alive()
+    // includes need_eof()): res.keep_alive() and res.chunked() parse the field
+    // lists again, ~700 instructions a response.
+    const bool upstream_reusable = rp->keep_alive();
+    const bool upstream_chunked = rp->chunked();
     add_response_headers(edits_, ctx, rt, epoch_seconds());
     const bool no_body = head || o.status == 204 || o.status == 304 || o.status < 200;
     bool rechunk = false;  // body until EOF upstream: chunk it to keep the client connection
-    if (!no_body && !res.chunked() && !res.has_content_length()) {
+    if (!no_body && !upstream_chunked && !rp->content_length()) {
       if (client_version >= 11)
         rechunk = true;
       else
         keep = false;
     }
-    const bool chunked = !no_body && (rechunk || res.chunked());
+    const bool chunked = !no_body && (rechunk || upstream_chunked);
     reply_head_.clear();
     wire::response_head(reply_head_, res, client_version, edits_, rechunk, keep);
 
