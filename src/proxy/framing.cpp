@@ -14,20 +14,33 @@ Error bad_framing(std::string message) {
 }  // namespace
 
 std::optional<Error> check_framing(const Fields& fields, unsigned version) {
+  // One pass over the fields (a head has a handful: cheaper than a tree search
+  // per name). Beast keeps same-name fields together: the first seen is the
+  // first sent.
+  const Fields::value_type* te = nullptr;
+  std::size_t te_count = 0, host_count = 0;
+  for (const auto& f : fields) {
+    if (f.name() == http::field::transfer_encoding) {
+      if (!te) te = &f;
+      ++te_count;
+    } else if (f.name() == http::field::host) {
+      ++host_count;
+    }
+  }
   // Beast reads any Transfer-Encoding whose last coding is not `chunked` as "no
   // body", so `chunked, gzip`, `identity` or `xchunked` would let the body be
   // parsed as the next request. Only a lone, exact `chunked` is accepted, and
   // none on HTTP/1.0 (RFC 9112 §6.1: its framing is faulty).
-  if (auto te = fields.equal_range(http::field::transfer_encoding); te.first != te.second) {
-    std::string_view v = te.first->value();
+  if (te) {
+    std::string_view v = te->value();
     while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-    if (version < 11 || std::next(te.first) != te.second || !ascii_iequals(v, "chunked"))
+    if (version < 11 || te_count != 1 || !ascii_iequals(v, "chunked"))
       return bad_framing("Transfer-Encoding must be exactly 'chunked'.");
   }
   // RFC 9112 §3.2: exactly one Host on HTTP/1.1; two let the gateway and the
   // upstream disagree about which one counts.
-  if (version >= 11 && fields.count(http::field::host) != 1)
+  if (version >= 11 && host_count != 1)
     return bad_framing("An HTTP/1.1 request needs exactly one Host header.");
   return std::nullopt;
 }
