@@ -4,10 +4,10 @@
 
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <cstring>
 #include <random>
 #include <stdexcept>
 
+#include "keygate/core/append.hpp"
 #include "keygate/core/ascii.hpp"
 
 namespace keygate {
@@ -298,34 +298,11 @@ void write_request_head(std::string& out, std::string_view method, std::string_v
   else
     out += target;
   out += " HTTP/1.1\r\n";
-  // Each field grows `out` once and copies its parts in (seven appends, each
-  // with its own capacity check, cost ~190 instructions a field).
   forwarded_fields(f, ctx, rt, info,
                    [&out](std::string_view name, std::string_view name_rest, std::string_view value,
                           std::string_view value_rest, std::string_view value_tail = {}) {
-                     const std::size_t at = out.size();
-                     const std::size_t size = name.size() + name_rest.size() + value.size() +
-                                              value_rest.size() + value_tail.size() + 4;
-                     // (The size the lambda returns, not its `n`: libstdc++ 12 passes the
-                     // grown capacity there when it reallocates.)
-                     out.resize_and_overwrite(at + size, [&](char* p, std::size_t) {
-                       p += at;
-                       auto put = [&p](std::string_view part) {
-                         if (part.empty()) return;
-                         std::memcpy(p, part.data(), part.size());
-                         p += part.size();
-                       };
-                       put(name);
-                       put(name_rest);
-                       *p++ = ':';
-                       *p++ = ' ';
-                       put(value);
-                       put(value_rest);
-                       put(value_tail);
-                       *p++ = '\r';
-                       *p = '\n';
-                       return at + size;
-                     });
+                     append_parts(out, {name, name_rest, ": ", value, value_rest, value_tail,
+                                        "\r\n"});
                    });
   out += "\r\n";
 }

@@ -1,5 +1,6 @@
 #include "keygate/proxy/response_headers.hpp"
 
+#include "keygate/core/append.hpp"
 #include "keygate/core/ascii.hpp"
 #include "keygate/proxy/pipeline.hpp"
 #include "keygate/proxy/stages.hpp"
@@ -28,12 +29,8 @@ bool HeaderList::has(std::string_view n) const {
 }
 
 void HeaderList::append_to(std::string& out) const {
-  for (const auto& s : fields_) {
-    out += name(s);
-    out += ": ";
-    out.append(text_, s.value_at, s.value_len);
-    out += "\r\n";
-  }
+  for (const auto& s : fields_)
+    append_parts(out, {name(s), ": ", {text_.data() + s.value_at, s.value_len}, "\r\n"});
 }
 
 void add_response_headers(HeaderSink& out, const Context& ctx, const Runtime& rt,

@@ -328,17 +328,14 @@ class ProxySession {
   awaitable<bool> write_local(Verdict& v, const Runtime& rt, bool keep_alive, unsigned version) {
     reply_head_.clear();
     wire::status_line(reply_head_, version, static_cast<unsigned>(v.status));
-    reply_head_ += "Date: ";
-    reply_head_ += http_date_now();
-    reply_head_ += "\r\n";
+    wire::field(reply_head_, "Date", http_date_now());
     edits_.clear();
     add_local_reply_headers(edits_, v, ctx_, rt, epoch_seconds());
     edits_.append_to(reply_head_);
-    reply_head_ += "Content-Length: ";
-    wire::append_number(reply_head_, v.body.size());
-    reply_head_ += "\r\n";
+    wire::number_field(reply_head_, "Content-Length", v.body.size());
     wire::connection(reply_head_, version, keep_alive);
-    reply_head_ += "\r\n";
+    reply_head_.push_back('\r');
+    reply_head_.push_back('\n');
     // The answer to HEAD is the head alone (with the length a GET would get).
     const std::array<asio::const_buffer, 2> buffers{
         asio::buffer(reply_head_), head_ ? asio::const_buffer() : asio::buffer(v.body)};

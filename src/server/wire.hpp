@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "keygate/core/append.hpp"
 #include "keygate/proxy/context.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/response_headers.hpp"
@@ -26,21 +27,22 @@ inline void append_number(std::string& out, std::uint64_t v) {
 
 inline void status_line(std::string& out, unsigned version, unsigned status,
                         std::string_view reason = {}) {
-  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  append_number(out, status);
-  out += ' ';
-  if (reason.empty())
-    out += net::http::obsolete_reason(static_cast<net::http::status>(status));
-  else
-    out += reason;
-  out += "\r\n";
+  char code[24];
+  auto end = std::to_chars(code, code + sizeof code, status).ptr;
+  if (reason.empty()) reason = net::http::obsolete_reason(static_cast<net::http::status>(status));
+  append_parts(out, {version == 10 ? std::string_view("HTTP/1.0 ") : std::string_view("HTTP/1.1 "),
+                     std::string_view(code, static_cast<size_t>(end - code)), " ", reason,
+                     "\r\n"});
 }
 
 inline void field(std::string& out, std::string_view name, std::string_view value) {
-  out += name;
-  out += ": ";
-  out += value;
-  out += "\r\n";
+  append_parts(out, {name, ": ", value, "\r\n"});
+}
+
+inline void number_field(std::string& out, std::string_view name, std::uint64_t value) {
+  char buf[24];
+  auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
+  field(out, name, std::string_view(buf, static_cast<size_t>(end - buf)));
 }
 
 // Connection as Beast's keep_alive() leaves it on a head without one.
@@ -79,16 +81,11 @@ inline void response_head(std::string& out, const net::http::response_header<Fie
     field(out, f.name_string(), f.value());
   }
   edits.append_to(out);
-  if (rechunk) {
-    out += "Transfer-Encoding: ";
-    if (!coding.empty()) {
-      out += coding;
-      out += ", ";
-    }
-    out += "chunked\r\n";
-  }
+  if (rechunk)
+    append_parts(out, {"Transfer-Encoding: ", coding, coding.empty() ? "" : ", ", "chunked\r\n"});
   connection(out, version, keep_alive);
-  out += "\r\n";
+  out.push_back('\r');
+  out.push_back('\n');
 }
 
 // One write's worth of buffers: [head][chunk-size line][data][CRLF][last-chunk].
