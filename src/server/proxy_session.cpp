@@ -112,6 +112,20 @@ Error forward_error(ForwardFailure failure, const Config& cfg) {
   return errors::upstream_error("The upstream service failed.");  // (every failure is named above)
 }
 
+// Parses what `buffer` already holds, without I/O: true when that settled the
+// read (the parser got what it asked for, or failed: `ec`), false when it needs
+// more bytes. Beast's async reads start the same way, but then post their
+// completion: a trip through the scheduler when the bytes were already here
+// (a request read with the wait for its first byte, a body behind its head).
+template <class Parser>
+bool parse_buffered(Parser& parser, beast::flat_buffer& buffer, boost::system::error_code& ec) {
+  if (buffer.size() == 0) return false;
+  buffer.consume(parser.put(buffer.data(), ec));
+  if (ec != http::error::need_more) return true;
+  ec = {};
+  return false;
+}
+
 using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
 using ResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
 
@@ -223,7 +237,11 @@ class ProxySession {
     parser.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_bytes));
     parser.body_limit(cfg.limits.max_body_bytes);
     stream_.expires_after(cfg.limits.header_timeout);
-    auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
+    boost::system::error_code ec;
+    if (!parse_buffered(parser, buffer_, ec)) {
+      auto [rec, rn] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
+      ec = rec;
+    }
     head_ = !ec && parser.get().method() == http::verb::head;
 
     // One context per connection, cleared per request: its strings keep their capacity.
@@ -549,8 +567,12 @@ class ProxySession {
       if (!parser.is_done()) {
         body.data = chunk;
         body.size = ChunkPool::kChunk;
-        from.expires_after(idle);
-        auto [ec, rn] = co_await http::async_read_some(from, from_buffer, parser, use_tuple);
+        boost::system::error_code ec;
+        if (!parse_buffered(parser, from_buffer, ec)) {
+          from.expires_after(idle);
+          auto [rec, rn] = co_await http::async_read_some(from, from_buffer, parser, use_tuple);
+          ec = rec;
+        }
         if (ec && ec != http::error::need_buffer) {
           r.read = ec;
           co_return r;
