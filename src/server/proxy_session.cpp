@@ -242,6 +242,10 @@ class ProxySession {
       auto [rec, rn] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
       ec = rec;
     }
+    // The head is in: its deadline ends here (every later read or write on
+    // this connection sets its own). Left armed, it closed the connection while
+    // a slow upstream was still within upstream.timeout.
+    if (!ec) stream_.expires_never();
     head_ = !ec && parser.get().method() == http::verb::head;
 
     // One context per connection, cleared per request: its strings keep their capacity.
