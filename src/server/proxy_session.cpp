@@ -112,6 +112,16 @@ Error forward_error(ForwardFailure failure, const Config& cfg) {
   return errors::upstream_error("The upstream service failed.");  // (every failure is named above)
 }
 
+// Writes what `to` takes of `frame` at once (Stream::write_now) and drops it
+// from `frame`: true when that settled the write (all of it went, or it
+// failed: `ec`), false when the rest needs an async write.
+bool write_now(Stream& to, wire::Frame& frame, boost::system::error_code& ec) {
+  const std::size_t n = to.write_now(frame.buffers(), ec);
+  if (ec) return true;
+  frame.consume(n);
+  return frame.empty();
+}
+
 // Parses what `buffer` already holds, without I/O: true when that settled the
 // read (the parser got what it asked for, or failed: `ec`), false when it needs
 // more bytes. Beast's async reads start the same way, but then post their
@@ -359,10 +369,15 @@ class ProxySession {
     reply_head_.push_back('\r');
     reply_head_.push_back('\n');
     // The answer to HEAD is the head alone (with the length a GET would get).
-    const std::array<asio::const_buffer, 2> buffers{
-        asio::buffer(reply_head_), head_ ? asio::const_buffer() : asio::buffer(v.body)};
-    stream_.expires_after(rt.config.limits.idle_timeout);
-    auto [ec, n] = co_await asio::async_write(stream_, buffers, use_tuple);
+    wire::Frame frame;
+    frame.head(reply_head_);
+    if (!head_) frame.data(v.body.data(), v.body.size(), false);
+    boost::system::error_code ec;
+    if (!write_now(stream_, frame, ec)) {
+      stream_.expires_after(rt.config.limits.idle_timeout);
+      auto [wec, wn] = co_await asio::async_write(stream_, frame.buffers(), use_tuple);
+      ec = wec;
+    }
     w_.replies.give(std::move(v.body));
     co_return !ec;
   }
@@ -591,8 +606,12 @@ class ProxySession {
       frame.data(chunk, n, chunked);
       if (done && chunked) frame.last_chunk();
       if (frame.empty()) continue;
-      to.expires_after(idle);
-      auto [wec, wn] = co_await asio::async_write(to, frame.buffers(), use_tuple);
+      boost::system::error_code wec;
+      if (!write_now(to, frame, wec)) {
+        to.expires_after(idle);
+        auto [aec, wn] = co_await asio::async_write(to, frame.buffers(), use_tuple);
+        wec = aec;
+      }
       if (wec) {
         r.write = wec;
         co_return r;

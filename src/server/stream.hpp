@@ -130,6 +130,25 @@ class Stream {
     socket().close(ignored);
   }
 
+  // Writes what the socket takes at once, without waiting: the bytes written
+  // (0 with no error when it must wait, on TLS, or once the deadline passed:
+  // the async write then does it all, deadline and timeout mapping included).
+  // An async write that completes at once still costs a trip through the
+  // scheduler and a coroutine resumption; on the hot path the socket nearly
+  // always takes a whole head or reply.
+  template <class ConstBuffers>
+  std::size_t write_now(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    ec = {};
+    if (tls_ || state_->expired) return 0;
+    if (!socket_.non_blocking()) {
+      socket_.non_blocking(true, ec);
+      if (ec) return 0;
+    }
+    std::size_t n = socket_.write_some(buffers, ec);
+    if (ec == net::asio::error::would_block || ec == net::asio::error::try_again) ec = {};
+    return n;
+  }
+
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     return net::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(

@@ -4,6 +4,7 @@
 // header field on every write, and a head edited through basic_fields costs a
 // node and a tree insert per field; here a head is one contiguous string and a
 // write is one gather of at most five buffers.
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdio>
@@ -102,6 +103,15 @@ class Frame {
     if (chunked) add("\r\n", 2);
   }
   void last_chunk() { add("0\r\n\r\n", 5); }
+  // Drops the first `n` bytes (what a write took).
+  void consume(std::size_t n) {
+    std::size_t i = 0;
+    while (i < count_ && n >= bufs_[i].size()) n -= bufs_[i++].size();
+    std::copy(bufs_.begin() + static_cast<std::ptrdiff_t>(i),
+              bufs_.begin() + static_cast<std::ptrdiff_t>(count_), bufs_.begin());
+    count_ -= i;
+    if (count_ > 0) bufs_[0] += n;
+  }
   std::span<const net::asio::const_buffer> buffers() const { return {bufs_.data(), count_}; }
   bool empty() const { return count_ == 0; }
 
