@@ -79,36 +79,32 @@ bool reads_as_dot_segment(std::string_view seg, bool encoded_slashes) {
   }
 }
 
-}  // namespace
-
-std::expected<NormalizedTarget, Error> normalize_target(std::string_view target,
-                                                        const NormalizeOptions& options) {
+std::optional<Error> normalize_into(std::string_view target, const NormalizeOptions& options,
+                                    NormalizedTarget& out) {
   const size_t q = target.find('?');
   const std::string_view before_query = target.substr(0, q);
   const std::string_view query =
       q == std::string_view::npos ? std::string_view{} : target.substr(q);
 
-  NormalizedTarget out;
   std::string_view raw_path;
   if (before_query.starts_with('/')) {
     raw_path = before_query;
   } else if (before_query.empty() || before_query == "*") {
-    return std::unexpected(bad_path("The request target must be a path starting with '/'."));
+    return bad_path("The request target must be a path starting with '/'.");
   } else {
     // Absolute-form (RFC 9112 §3.2.2): only its path goes on.
     auto url = urls::parse_absolute_uri(before_query);
     if (!url ||
         (url->scheme_id() != urls::scheme::http && url->scheme_id() != urls::scheme::https) ||
         !url->has_authority() || url->has_userinfo() || url->encoded_host().empty())
-      return std::unexpected(
-          bad_path("The request target must be a path starting with '/' or an http(s) URL."));
+      return bad_path("The request target must be a path starting with '/' or an http(s) URL.");
     out.authority = url->encoded_host_and_port();
     raw_path = url->encoded_path();
     if (raw_path.empty()) raw_path = "/";
   }
 
   if (raw_path.find_first_of("\\#") != std::string_view::npos)
-    return std::unexpected(bad_path("The path holds a raw '\\' or '#'."));
+    return bad_path("The path holds a raw '\\' or '#'.");
   // Raw bytes RFC 3986 does not allow in a path (UTF-8, '"', '|', '[' …) are
   // percent-encoded, as Envoy does; existing escapes are left for the walk
   // below (so the text between them is encoded, and each '%' copied).
@@ -128,7 +124,7 @@ std::expected<NormalizedTarget, Error> normalize_target(std::string_view target,
     raw_path = canonical;
   }
   auto segments = urls::parse_path(raw_path);
-  if (!segments) return std::unexpected(bad_path("The path holds a broken percent-escape."));
+  if (!segments) return bad_path("The path holds a broken percent-escape.");
 
   // Resolve dot-segments and merge slashes. `path` is "" or "/a/b" while it is
   // built: each segment is decoded onto its end, then taken back if it is
@@ -139,22 +135,45 @@ std::expected<NormalizedTarget, Error> normalize_target(std::string_view target,
   for (auto it = segments->begin(); it != segments->end(); ++it) {
     const size_t mark = path.size();
     path += '/';
-    if (auto err = decode_unreserved(*it, options, path)) return std::unexpected(std::move(*err));
+    if (auto err = decode_unreserved(*it, options, path)) return err;
     const std::string_view seg = std::string_view(path).substr(mark + 1);
     trailing_slash = seg.empty() || is_dot(seg);
     if (trailing_slash) {
       const bool up = seg == "..";
       path.resize(mark);
-      if (up && path.empty()) return std::unexpected(bad_path("The path climbs above the root."));
+      if (up && path.empty()) return bad_path("The path climbs above the root.");
       if (up) path.resize(path.rfind('/'));
       continue;
     }
     if (reads_as_dot_segment(seg, options.allow_encoded_slashes))
-      return std::unexpected(bad_path("The path holds a segment an upstream could read as '..'."));
+      return bad_path("The path holds a segment an upstream could read as '..'.");
   }
   if (path.empty() || trailing_slash) path += '/';
   out.path_size = path.size();
   path += query;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<Error> normalize_target(std::string_view target, const NormalizeOptions& options,
+                                      NormalizedTarget& out) {
+  out.target.clear();
+  out.authority.clear();
+  out.path_size = 0;
+  std::optional<Error> err = normalize_into(target, options, out);
+  if (err) {  // nothing half-made is left behind
+    out.target.clear();
+    out.authority.clear();
+    out.path_size = 0;
+  }
+  return err;
+}
+
+std::expected<NormalizedTarget, Error> normalize_target(std::string_view target,
+                                                        const NormalizeOptions& options) {
+  NormalizedTarget out;
+  if (auto err = normalize_target(target, options, out)) return std::unexpected(std::move(*err));
   return out;
 }
 

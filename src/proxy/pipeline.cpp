@@ -60,9 +60,7 @@ Verdict Pipeline::refuse(const Error& e, Context& ctx) const {
 Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
   ctx.client_ip = resolve_client_ip(ctx.peer_ip, sent.fields, rt_.trusted_proxies);
   const NormalizeOptions options{rt_.config.limits.allow_encoded_slashes};
-  auto target = normalize_target(sent.target, options);
-  if (!target) return {reply(target.error(), ctx)};
-  ctx.target = std::move(*target);
+  if (auto e = normalize_target(sent.target, options, ctx.target)) return {reply(*e, ctx)};
   std::string_view method = sent.method;
   if (at_forward_auth(rt_.config.forward_auth, ctx.target.path())) {
     auto original = original_request(sent, ctx.target, rt_.config.forward_auth, options);

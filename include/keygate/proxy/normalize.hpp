@@ -24,6 +24,7 @@
 // (unless allowed) and no `%00`: an upstream that decodes and resolves it again
 // lands where keygate judged it.
 #include <expected>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,11 @@ struct NormalizedTarget {
 
 std::expected<NormalizedTarget, Error> normalize_target(std::string_view target,
                                                         const NormalizeOptions& options);
+// The same into `out`, whose strings keep their capacity (the per-request
+// path: a path longer than a short string cost an allocation a request).
+// On an error `out` is left empty.
+std::optional<Error> normalize_target(std::string_view target, const NormalizeOptions& options,
+                                      NormalizedTarget& out);
 
 // A normalised path as upstreams that read more into it see it: servlet
 // containers (Tomcat, Jetty) drop `;params` from every segment, and many
