@@ -61,8 +61,8 @@ def wait_port(port, proc, timeout=60.0):
 class Client:
     """Keep-alive connections sending identical requests, one at a time."""
 
-    def __init__(self, port, key, conns=8):
-        self.req = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    def __init__(self, port, key, conns=8, path="/"):
+        self.req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                     f"X-Api-Key: {key}\r\n\r\n").encode()
         self.socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
         for s in self.socks:
@@ -123,6 +123,7 @@ class World:
         self.start(cmd, self.up_port)
         self.db = os.path.join(self.tmp, "kg.db")
         self.key = None
+        self.path = "/"
 
     def start(self, cmd, port, env=None, stdout=subprocess.DEVNULL):
         p = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL,
@@ -193,7 +194,7 @@ def measure_alloc(w, access_log, key, n, trace=None):
             time.sleep(0.01)
         raise RuntimeError("no allocation report")
 
-    c = Client(port, key)
+    c = Client(port, key, path=w.path)
     c.run(2000)  # warm-up: pools, buckets, caches, connections
     time.sleep(0.2)
     a = snapshot()
@@ -284,7 +285,7 @@ def measure_instr(w, access_log, key, n):
     p = w.start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
                  f"--callgrind-out-file={out_file}", w.bin, "serve", "--config", path], port,
                 stdout=out)
-    c = Client(port, key)
+    c = Client(port, key, path=w.path)
     c.run(300)
     subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
                    capture_output=True)
@@ -313,9 +314,12 @@ def main():
     ap.add_argument("--requests", type=int, default=0)
     ap.add_argument("--only", default="", help="valid or 401 (default: both)")
     ap.add_argument("--access-log", default="both", choices=["on", "off", "both"])
+    ap.add_argument("--path", default="/",
+                    help="request target (one longer than a short string shows per-request copies)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started
     w = World(os.path.abspath(args.build))
+    w.path = args.path
     try:
         w.config(False)
         cases = [("valid key", w.key), ("401 unknown key", UNKNOWN)]
