@@ -121,24 +121,38 @@ Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
   return {Verdict{true}, RateQuery{ctx.policy, ctx.key->id(), ctx.key->owner(), true, ctx.cost}};
 }
 
-Verdict Pipeline::apply_rate(const RateOutcome& outcome, Context& ctx, Verdict pending) const {
+void Pipeline::apply_rate(const RateOutcome& outcome, Context& ctx, Verdict& verdict) const {
   ctx.rate = outcome.decision;
   // Decided already: a refusal, or a shadowed one, that only wanted the headers.
-  if (!pending.forward || !ctx.shadow_reason.empty()) return pending;
+  if (!verdict.forward || !ctx.shadow_reason.empty()) return;
   if (outcome.unavailable) {
-    return reply(errors::unavailable("rate_limit_unavailable",
-                                     "Rate limiting is unavailable; try again shortly."),
-                 ctx);
+    verdict = reply(errors::unavailable("rate_limit_unavailable",
+                                        "Rate limiting is unavailable; try again shortly."),
+                    ctx);
+    return;
   }
   if (outcome.credits) {  // the shared step spent credits only if it took the tokens too
-    if (auto e = adopt_shared_credits(ctx, *outcome.credits)) return refuse(*e, ctx);
-    if (auto e = rate_limited_error(ctx)) return refuse(*e, ctx);
+    if (auto e = adopt_shared_credits(ctx, *outcome.credits)) {
+      verdict = refuse(*e, ctx);
+      return;
+    }
+    if (auto e = rate_limited_error(ctx)) {
+      verdict = refuse(*e, ctx);
+      return;
+    }
     charge_shared_credits(ctx);
-    return admitted(ctx);
+    verdict = admitted(ctx);
+    return;
   }
-  if (auto e = rate_limited_error(ctx)) return refuse(*e, ctx);
-  if (auto e = spend_credits(ctx)) return refuse(*e, ctx);  // a race lost since check_credits
-  return admitted(ctx);
+  if (auto e = rate_limited_error(ctx)) {
+    verdict = refuse(*e, ctx);
+    return;
+  }
+  if (auto e = spend_credits(ctx)) {  // a race lost since check_credits
+    verdict = refuse(*e, ctx);
+    return;
+  }
+  verdict = admitted(ctx);
 }
 
 Verdict Pipeline::decide(const RequestView& req, Context& ctx) const {
@@ -147,7 +161,8 @@ Verdict Pipeline::decide(const RequestView& req, Context& ctx) const {
   std::optional<RateOutcome> now = limits_.try_decide(*a.rate);
   RateOutcome outcome;
   outcome.unavailable = !now;
-  return apply_rate(now ? *now : outcome, ctx, std::move(a.verdict));
+  apply_rate(now ? *now : outcome, ctx, a.verdict);
+  return std::move(a.verdict);
 }
 
 }  // namespace keygate

@@ -336,7 +336,7 @@ class ProxySession {
     verdict_ = std::move(admission.verdict);
     if (!admission.rate) return true;
     if (std::optional<RateOutcome> at_once = w_.limits->try_decide(*admission.rate)) {
-      verdict_ = pipeline.apply_rate(*at_once, ctx_, std::move(verdict_));
+      pipeline.apply_rate(*at_once, ctx_, verdict_);
       return true;
     }
     rate_query_ = std::move(admission.rate);
@@ -345,7 +345,7 @@ class ProxySession {
 
   awaitable<void> ask_rate_limit_backend(const Pipeline& pipeline) {
     const RateOutcome outcome = co_await w_.limits->async_decide(*rate_query_, asio::use_awaitable);
-    verdict_ = pipeline.apply_rate(outcome, ctx_, std::move(verdict_));
+    pipeline.apply_rate(outcome, ctx_, verdict_);
   }
 
   // Admin key routes on this listener (SPEC §9).

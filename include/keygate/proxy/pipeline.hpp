@@ -65,9 +65,11 @@ class Pipeline {
       : rt_(rt), index_(index), limits_(limits), usage_(usage), state_(state), cache_(cache) {}
 
   Admission admit(const RequestView& req, Context& ctx) const;
-  // The backend's answer to admission.rate: a 429, a 503 (shared limits
-  // unreachable with on_error: closed), or the admitted verdict.
-  Verdict apply_rate(const RateOutcome& outcome, Context& ctx, Verdict pending) const;
+  // The backend's answer to admission.rate, applied to admit()'s verdict in
+  // place: a 429, a 503 (shared limits unreachable with on_error: closed), or
+  // the admitted verdict. (In place: a Verdict moved in and out again cost
+  // two moves of its fields and strings a request.)
+  void apply_rate(const RateOutcome& outcome, Context& ctx, Verdict& verdict) const;
   // admit + apply_rate for a backend that answers at once (tests, tools);
   // an answer it cannot give now counts as unavailable.
   Verdict decide(const RequestView& req, Context& ctx) const;
