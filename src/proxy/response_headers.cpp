@@ -9,22 +9,20 @@ namespace keygate {
 
 void HeaderList::set(std::string_view name, std::string_view value) {
   for (auto it = fields_.begin(); it != fields_.end(); ++it) {
-    if (ascii_iequals(this->name(*it), name)) {
+    if (it->name_len == name.size() && ascii_iequals(this->name(*it), name)) {
       fields_.erase(it);  // set() semantics: the new one goes last
       break;
     }
   }
-  Span s{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(name.size()), 0,
-         static_cast<std::uint32_t>(value.size())};
-  text_ += name;
-  s.value_at = static_cast<std::uint32_t>(text_.size());
-  text_ += value;
-  fields_.push_back(s);
+  const auto at = static_cast<std::uint32_t>(text_.size());
+  const auto name_len = static_cast<std::uint32_t>(name.size());
+  fields_.push_back({at, name_len, at + name_len, static_cast<std::uint32_t>(value.size())});
+  append_parts(text_, {name, value});
 }
 
 bool HeaderList::has(std::string_view n) const {
   for (const auto& s : fields_)
-    if (ascii_iequals(name(s), n)) return true;
+    if (s.name_len == n.size() && ascii_iequals(name(s), n)) return true;
   return false;
 }
 
