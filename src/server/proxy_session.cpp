@@ -136,6 +136,17 @@ bool parse_buffered(Parser& parser, beast::flat_buffer& buffer, boost::system::e
   return false;
 }
 
+// What a failed read means to `parser`, as Beast's reads tell it: EOF before
+// any byte is end_of_stream, EOF inside a head what put_eof() says of it.
+template <class Parser>
+boost::system::error_code read_failed(Parser& parser, const boost::system::error_code& ec) {
+  if (ec != asio::error::eof) return ec;
+  if (!parser.got_some()) return http::error::end_of_stream;
+  boost::system::error_code eof;
+  parser.put_eof(eof);
+  return eof ? eof : boost::system::error_code(http::error::partial_message);
+}
+
 using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
 using ResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
 
@@ -474,8 +485,18 @@ class ProxySession {
         rp->header_limit(kUpstreamHeaderLimit);
         if (head) rp->skip(true);
         conn->stream.expires_after(cfg.upstream.timeout);
-        auto [e, hn] = co_await http::async_read_header(conn->stream, conn->buffer, *rp, use_tuple);
-        hec = e;
+        // Reads and parses here rather than through http::async_read_header:
+        // its two composed operations (and their work tracking) cost more than
+        // the read itself; the end-of-stream rules are Beast's (read_failed).
+        while (!parse_buffered(*rp, conn->buffer, hec)) {
+          auto [rec, rn] = co_await conn->stream.async_read_some(
+              conn->buffer.prepare(beast::read_size(conn->buffer, 65536)), use_tuple);
+          conn->buffer.commit(rn);
+          if (rec) {
+            hec = read_failed(*rp, rec);
+            break;
+          }
+        }
         if (hec || rp->get().result_int() >= 200 || rp->get().result_int() == 101) break;
       }
       const bool nothing_received = hec == http::error::end_of_stream ||
