@@ -58,7 +58,12 @@ Verdict Pipeline::refuse(const Error& e, Context& ctx) const {
 }
 
 Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
-  ctx.client_ip = resolve_client_ip(ctx.peer_ip, sent.fields, rt_.trusted_proxies);
+  // Without trusted proxies the client is the peer: copied into the kept
+  // string (a fresh one was an allocation a request for an IPv6 peer).
+  if (rt_.trusted_proxies.empty())
+    ctx.client_ip.assign(ctx.peer_ip);
+  else
+    ctx.client_ip = resolve_client_ip(ctx.peer_ip, sent.fields, rt_.trusted_proxies);
   const NormalizeOptions options{rt_.config.limits.allow_encoded_slashes};
   if (auto e = normalize_target(sent.target, options, ctx.target)) return {reply(*e, ctx)};
   std::string_view method = sent.method;
