@@ -298,12 +298,12 @@ void write_request_head(std::string& out, std::string_view method, std::string_v
   else
     out += target;
   out += " HTTP/1.1\r\n";
-  forwarded_fields(f, ctx, rt, info,
-                   [&out](std::string_view name, std::string_view name_rest, std::string_view value,
-                          std::string_view value_rest, std::string_view value_tail = {}) {
-                     append_parts(out, {name, name_rest, ": ", value, value_rest, value_tail,
-                                        "\r\n"});
-                   });
+  forwarded_fields(
+      f, ctx, rt, info,
+      [&out](std::string_view name, std::string_view name_rest, std::string_view value,
+             std::string_view value_rest, std::string_view value_tail = {}) {
+        append_parts(out, {name, name_rest, ": ", value, value_rest, value_tail, "\r\n"});
+      });
   out += "\r\n";
 }
 

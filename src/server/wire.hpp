@@ -32,8 +32,7 @@ inline void status_line(std::string& out, unsigned version, unsigned status,
   auto end = std::to_chars(code, code + sizeof code, status).ptr;
   if (reason.empty()) reason = net::http::obsolete_reason(static_cast<net::http::status>(status));
   append_parts(out, {version == 10 ? std::string_view("HTTP/1.0 ") : std::string_view("HTTP/1.1 "),
-                     std::string_view(code, static_cast<size_t>(end - code)), " ", reason,
-                     "\r\n"});
+                     std::string_view(code, static_cast<size_t>(end - code)), " ", reason, "\r\n"});
 }
 
 inline void field(std::string& out, std::string_view name, std::string_view value) {

@@ -83,10 +83,10 @@ struct Context : RequestState {
   }
 
   std::string request_id;
-  std::string peer_ip;      // the socket peer, for every request on the connection
-  std::string client_ip;    // the peer, until admit() applies trusted_proxies (SPEC §10)
-  NormalizedTarget target;  // what routes matched and what goes upstream (SPEC §7)
-  std::string reason;       // for the access log and metrics
+  std::string peer_ip;        // the socket peer, for every request on the connection
+  std::string client_ip;      // the peer, until admit() applies trusted_proxies (SPEC §10)
+  NormalizedTarget target;    // what routes matched and what goes upstream (SPEC §7)
+  std::string reason;         // for the access log and metrics
   std::string shadow_reason;  // shadow mode: the reason it would have been refused
   std::string admin_target;   // self-service: the admin API route and query it maps to
 };
