@@ -441,7 +441,11 @@ class ProxySession {
     for (int attempt = 0;; ++attempt) {
       boost::system::error_code ec;
       bool tls_failed = false;
-      conn = co_await w_.pool.acquire(cfg.upstream, ec, tls_failed, attempt > 0);
+      if (attempt == 0)
+        conn = w_.pool.take_idle(cfg.upstream);  // the common case, without a coroutine
+      else
+        conn.reset();  // the retry: a fresh connection
+      if (!conn) conn = co_await w_.pool.acquire(cfg.upstream, ec, tls_failed, attempt > 0);
       if (!conn) {
         bool timeout = timed_out(ec);
         svc_.metrics.count_upstream_error(timeout ? "timeout" : tls_failed ? "tls" : "connect");

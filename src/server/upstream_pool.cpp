@@ -50,16 +50,8 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
       co_return nullptr;
     }
   }
-  auto now = std::chrono::steady_clock::now();
-  while (!fresh && !idle_.empty()) {
-    auto c = std::move(idle_.back());
-    idle_.pop_back();
-    // Checked before every reuse, however short the idle: bytes may have
-    // arrived since the release.
-    if (now - c->idle_since < kMaxIdleAge && nothing_pending(*c)) {
-      c->reused = true;
-      co_return c;
-    }
+  if (!fresh) {
+    if (auto c = reuse_idle()) co_return c;
   }
   auto [rec, endpoints] =
       co_await resolver_.async_resolve(cfg.host, std::to_string(cfg.port), use_tuple);
@@ -99,6 +91,26 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
     }
   }
   co_return c;
+}
+
+std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle() {
+  auto now = std::chrono::steady_clock::now();
+  while (!idle_.empty()) {
+    auto c = std::move(idle_.back());
+    idle_.pop_back();
+    // Checked before every reuse, however short the idle: bytes may have
+    // arrived since the release.
+    if (now - c->idle_since < kMaxIdleAge && nothing_pending(*c)) {
+      c->reused = true;
+      return c;
+    }
+  }
+  return nullptr;
+}
+
+std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg) {
+  if (cfg.https) return nullptr;
+  return reuse_idle();
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg) {
