@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -267,6 +268,10 @@ class SlotTable {
       if ((e.slot_tag >> 24) == tag && slots[e.slot()].hash == h) return &e;
     }
   }
+  // Starts loading where a lookup of `h` begins (no fault if the table moves meanwhile).
+  void prefetch(const KeyHash& h) const {
+    if (capacity_) __builtin_prefetch(&entries_[home(h) & (capacity_ - 1)]);
+  }
   // Indexes the last of `slots` (not in the table yet).
   Entry& insert(const SlotChunks& slots) {
     if (slots.size() * 4 > capacity_ * 3) {  // grow: re-place the others first
@@ -509,7 +514,7 @@ KeyIndex::KeyIndex() : shards_(std::make_unique<Shard[]>(kShards)) {}
 KeyIndex::~KeyIndex() = default;
 
 KeyIndex::Shard& KeyIndex::shard(const KeyHash& h) const {
-  return shards_[h[31] % kShards];
+  return shards_[shard_number(h)];
 }
 
 std::optional<IndexedKey> KeyIndex::find(const KeyHash& h,
@@ -546,6 +551,40 @@ KeyMeter& KeyIndex::meter(const IndexedKey& indexed) const {
 void KeyIndex::upsert(const KeyRecord& r) {
   Shard& s = shard(r.hash);
   std::unique_lock lock(s.mu);
+  upsert(s, r);
+}
+
+void KeyIndex::apply(std::span<const KeyRecord> rows) {
+  // The rows' order by shard, stable (a counting sort): first[i] is where
+  // shard i's rows start in `order`.
+  std::array<std::uint32_t, kShards + 1> first{};
+  for (const KeyRecord& r : rows) ++first[shard_number(r.hash) + 1];
+  for (size_t i = 0; i < kShards; ++i) first[i + 1] += first[i];
+  std::vector<std::uint32_t> order(rows.size());
+  std::array<std::uint32_t, kShards> next;
+  std::copy_n(first.begin(), kShards, next.begin());
+  for (std::uint32_t i = 0; i < rows.size(); ++i) order[next[shard_number(rows[i].hash)]++] = i;
+
+  constexpr std::uint32_t kAhead = 8;  // lookups in flight
+  std::int64_t seq = applied_seq;
+  for (size_t i = 0; i < kShards; ++i) {
+    const std::uint32_t begin = first[i], end = first[i + 1];
+    if (begin == end) continue;
+    Shard& s = shards_[i];
+    std::unique_lock lock(s.mu);
+    for (std::uint32_t k = begin; k < std::min(begin + kAhead, end); ++k)
+      s.table.prefetch(rows[order[k]].hash);
+    for (std::uint32_t k = begin; k < end; ++k) {
+      if (k + kAhead < end) s.table.prefetch(rows[order[k + kAhead]].hash);
+      const KeyRecord& r = rows[order[k]];
+      upsert(s, r);
+      seq = std::max(seq, r.change_seq);
+    }
+  }
+  if (seq > applied_seq) applied_seq = seq;
+}
+
+void KeyIndex::upsert(Shard& s, const KeyRecord& r) {
   encode_text(s.scratch, r.id, r.name, r.owner);
   const std::uint32_t profile = s.profiles.acquire(r);
   SlotTable::Entry* entry = s.table.find(r.hash, s.slots);

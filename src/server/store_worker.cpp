@@ -194,9 +194,9 @@ void StoreWorker::unwatch() {
 // Reads every row changed after the applied sequence, in change order.
 void StoreWorker::catch_up() {
   size_t n = 0;
-  store_->for_each_changed(index_.applied_seq, [&](const KeyRecord& r) {
-    index_.apply(r);
-    ++n;
+  store_->for_each_changed_batch(index_.applied_seq, [&](std::span<const KeyRecord> rows) {
+    index_.apply(rows);
+    n += rows.size();
   });
   if (n)
     log::debug("applied key changes from the store",

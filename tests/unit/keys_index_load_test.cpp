@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <set>
+#include <span>
 #include <stdexcept>
 
 #include "keygate/keys/key_format.hpp"
@@ -121,6 +122,34 @@ TEST(KeyIndexLoad, AFullLoadHandsOverEveryRowOnceAcrossBatches) {
   index.visit(KeyHasher().hash("secret-1234"),
               [&](const IndexedKey& k) { found = std::string(k.name()); });
   EXPECT_EQ(found, "key 1234");
+}
+
+TEST(KeyIndexLoad, TheFullLoadHandsOverItsReadAheadBatchesAndCatchUpRows) {
+  TempStore t;
+  t.store->transaction([&] {
+    for (int n = 0; n < 1500; ++n) {
+      KeyRecord r = plain_key(n);
+      t.store->insert_key(r);
+    }
+  });
+  std::vector<size_t> sizes;
+  t.store->for_each_changed_batch(
+      0, [&](std::span<const KeyRecord> rows) { sizes.push_back(rows.size()); });
+  EXPECT_EQ(sizes, (std::vector<size_t>{512, 512, 476}));
+  KeyIndex index;
+  t.store->for_each_changed_batch(0, [&](std::span<const KeyRecord> rows) { index.apply(rows); });
+  EXPECT_EQ(index.size(), 1500u);
+  EXPECT_EQ(index.applied_seq.load(), t.store->change_seq());
+  KeyRecord later = plain_key(9000);
+  t.store->insert_key(later);
+  size_t rows_after = 0;
+  t.store->for_each_changed_batch(index.applied_seq, [&](std::span<const KeyRecord> rows) {
+    index.apply(rows);
+    rows_after += rows.size();
+  });
+  EXPECT_EQ(rows_after, 1u);
+  EXPECT_EQ(index.size(), 1501u);
+  EXPECT_EQ(index.applied_seq.load(), later.change_seq);
 }
 
 TEST(KeyIndexLoad, AFailingCallbackEndsTheLoadAndTheStoreStaysUsable) {

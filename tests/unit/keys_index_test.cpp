@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -312,4 +313,33 @@ TEST(KeyIndexThreads, ReadersSeeWholeKeysWhileTheWriterChangesThem) {
   r1.join();
   r2.join();
   EXPECT_EQ(torn.load(), 0);
+}
+
+// apply(span), the start-up load's batches: rows grouped by shard, keys across
+// every shard and a table's growth all found, a key's later row wins over its
+// earlier one in the same batch, and the highest change applied is remembered.
+TEST(KeyIndexBatch, ABatchIndexesEveryRowAndKeepsAKeysRowsInOrder) {
+  KeyIndex idx;
+  std::vector<KeyRecord> rows;
+  constexpr std::uint32_t kKeys = 3000;  // ~47 a shard: past a shard table's first growths
+  for (std::uint32_t n = 0; n < kKeys; ++n) {
+    rows.push_back(key(n, hash_of(n, static_cast<std::uint8_t>(n % 64))));
+    rows.back().change_seq = n + 1;
+  }
+  KeyRecord renamed = rows[7];  // the same key again, later in the batch
+  renamed.name = "renamed";
+  renamed.change_seq = 1;
+  rows.push_back(renamed);
+  idx.apply(std::span<const KeyRecord>(rows.data(), 1000));
+  idx.apply(std::span<const KeyRecord>(rows).subspan(1000));
+  EXPECT_EQ(idx.size(), kKeys);
+  EXPECT_EQ(idx.applied_seq.load(), std::int64_t{kKeys});  // the highest, not the last
+  for (std::uint32_t n = 0; n < kKeys; ++n) {
+    auto got = lookup(idx, rows[n].hash);
+    ASSERT_TRUE(got) << n;
+    EXPECT_EQ(got->name(), n == 7 ? "renamed" : rows[n].name) << n;
+  }
+  EXPECT_FALSE(lookup(idx, hash_of(kKeys, 3)));
+  idx.apply(std::span<const KeyRecord>());  // an empty batch changes nothing
+  EXPECT_EQ(idx.size(), kKeys);
 }

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,6 +133,11 @@ class KeyIndex {
     upsert(r);
     if (r.change_seq > applied_seq) applied_seq = r.change_seq;
   }
+  // Rows read from the store, each key at most once, as apply(r) each but
+  // grouped by shard: one lock per shard, and the next rows' table entries
+  // are fetched while a row is applied (a table of millions is never in
+  // cache: one at a time, every row waits for its own miss).
+  void apply(std::span<const KeyRecord> rows);
   size_t size() const;
   // True once any foreign-format (imported) key is indexed: only then is a
   // credential that fails the keygate format worth a hash and a lookup.
@@ -166,7 +172,9 @@ class KeyIndex {
  private:
   struct Shard;
   std::optional<IndexedKey> find(const KeyHash& h, std::shared_lock<std::shared_mutex>& lock) const;
+  static size_t shard_number(const KeyHash& h) { return h[31] % kShards; }
   Shard& shard(const KeyHash& h) const;
+  void upsert(Shard& s, const KeyRecord& r);  // under s.mu
 
   static constexpr size_t kShards = 64;
   std::unique_ptr<Shard[]> shards_;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -147,6 +148,13 @@ class KeyStore {
   // metadata, created_*, last_used_* and rotated_from empty (get_key has them).
   virtual void for_each_changed(std::int64_t seq,
                                 const std::function<void(const KeyRecord&)>& f) = 0;
+  // The same rows a batch at a time, so that the index applies a batch
+  // together (KeyIndex::apply): a store that reads ahead hands over what it
+  // has read. Default: batches of one row.
+  virtual void for_each_changed_batch(std::int64_t seq,
+                                      const std::function<void(std::span<const KeyRecord>)>& f) {
+    for_each_changed(seq, [&](const KeyRecord& r) { f(std::span(&r, 1)); });
+  }
   virtual std::int64_t change_seq() = 0;
   // Last-used times and addresses; never bumps the change sequence.
   virtual void record_usage(const std::vector<UsageEvent>& events) = 0;

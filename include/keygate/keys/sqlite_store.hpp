@@ -28,6 +28,8 @@ class SqliteStore final : public KeyStore {
                                    std::int64_t* total) override;
   std::vector<AuditEvent> list_audit(const AuditQuery& q, std::int64_t* total) override;
   void for_each_changed(std::int64_t seq, const std::function<void(const KeyRecord&)>& f) override;
+  void for_each_changed_batch(std::int64_t seq,
+                              const std::function<void(std::span<const KeyRecord>)>& f) override;
   std::int64_t change_seq() override;
   void record_usage(const std::vector<UsageEvent>& events) override;
   std::vector<std::optional<std::int64_t>> apply_credit_deltas(
