@@ -420,6 +420,7 @@ void AuthKey::set_text(std::string_view id, std::string_view name, std::string_v
   name_len_ = static_cast<std::uint16_t>(name.size());
   owner_len_ = static_cast<std::uint16_t>(owner.size());
   plan_len_ = static_cast<std::uint16_t>(plan.size());
+  blob_.clear();
   blob_.reserve(name.size() + owner.size() + plan.size() + scopes_csv.size());
   blob_.append(name).append(owner).append(plan).append(scopes_csv);
 }
@@ -433,8 +434,11 @@ AuthKey::AuthKey(const KeyRecord& r)
     if (auto c = parse_cidr(ip)) nets_.push_back(*c);
 }
 
-AuthKey::AuthKey(const IndexedKey& k)
-    : enabled_(k.enabled()), nets_(k.allowed_nets()), rate_(k.rate()), times_(k.times()) {
+void AuthKey::assign(const IndexedKey& k) {
+  enabled_ = k.enabled();
+  nets_.assign(k.allowed_nets().begin(), k.allowed_nets().end());
+  rate_ = k.rate();
+  times_ = k.times();
   set_text(k.id(), k.name(), k.owner(), k.plan(), k.scopes_csv());
 }
 

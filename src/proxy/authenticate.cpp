@@ -13,7 +13,7 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
     return errors::auth("malformed", "Malformed API key. Check that the whole key was copied.");
   KeyHash h = rt.hasher.hash(key);
   bool found = index.visit(h, [&](const IndexedKey& k) {
-    ctx.key.emplace(k);
+    ctx.hold_key(k);
     ctx.usage_due = k.claim_usage_report(now, kUsageReportInterval);  // on the indexed record
     ctx.meter = &index.meter(k);  // usage counts refusals of a known key too
   });
@@ -28,7 +28,7 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
   else if (!k.enabled())
     err = errors::auth("disabled", "This API key is disabled.");
   if (err) {
-    ctx.key.reset();  // not authenticated: no identity, no rate-limit headers
+    ctx.release_key();  // not authenticated: no identity, no rate-limit headers
     return err;
   }
   // Rotated with a grace period: the key works, and its answers say until when.

@@ -143,8 +143,13 @@ class World:
         with open(path, "w") as f:
             json.dump(cfg, f)
         if self.key is None:
-            out = subprocess.run([self.bin, "keys", "create", "--config", path, "--name", "bench",
-                                  "--json"], check=True, capture_output=True, text=True).stdout
+            # A key as users make them: a name, an owner, scopes and an allowed
+            # range, each a buffer the request copies (an empty one costs nothing).
+            out = subprocess.run([self.bin, "keys", "create", "--config", path,
+                                  "--name", "orders-service production", "--owner", "acme-corp",
+                                  "--scopes", "orders:read,orders:write",
+                                  "--allow-ip", "127.0.0.0/8", "--json"],
+                                 check=True, capture_output=True, text=True).stdout
             self.key = json.loads(out)["key"]
         return path, port
 

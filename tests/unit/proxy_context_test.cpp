@@ -141,3 +141,41 @@ TEST(ContextClear, NextRequestCarriesNothingOfTheLastKey) {
     EXPECT_FALSE(refused.has("X-RateLimit-Remaining"));
   }
 }
+
+// The key is copied into the buffers of the connection's last key (no
+// allocation per request): a short key after a long one is only itself, and
+// a key without allowed networks after one with them is allowed from anywhere.
+TEST(ContextClear, AKeyInTheLastKeysBuffersIsOnlyItself) {
+  World w;
+  std::string big =
+      w.add("orders-service production, the one with the long name", [](KeyRecord& r) {
+        r.owner = "acme-corporation-international";
+        r.scopes = {"orders:read", "orders:write", "invoices:read"};
+        r.allowed_ips = {"127.0.0.0/8", "10.0.0.0/8"};
+      });
+  std::string small = w.add("s", [](KeyRecord& r) { r.owner = "b"; });
+
+  Context ctx;
+  ctx.peer_ip = "127.0.0.1";
+  w.request(ctx, big);
+  ASSERT_TRUE(ctx.key);
+  EXPECT_EQ(ctx.key->allowed_nets().size(), 2u);
+  EXPECT_TRUE(ctx.key->has_scope("invoices:read"));
+
+  w.request(ctx, small);
+  ASSERT_TRUE(ctx.key);
+  EXPECT_EQ(ctx.key->name(), "s");
+  EXPECT_EQ(ctx.key->owner(), "b");
+  EXPECT_EQ(ctx.key->scopes_csv(), "");
+  EXPECT_FALSE(ctx.key->has_scope("orders:read"));
+  EXPECT_TRUE(ctx.key->allowed_nets().empty());
+
+  // Refused (unknown), then the big key again: nothing of either is left over.
+  w.request(ctx, "kg_live_" + std::string(38, '0'));
+  EXPECT_FALSE(ctx.key);
+  w.request(ctx, big);
+  ASSERT_TRUE(ctx.key);
+  EXPECT_EQ(ctx.key->owner(), "acme-corporation-international");
+  EXPECT_EQ(ctx.key->scopes_csv(), "orders:read,orders:write,invoices:read");
+  EXPECT_EQ(ctx.key->allowed_nets().size(), 2u);
+}

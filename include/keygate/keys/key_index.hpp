@@ -72,7 +72,10 @@ class AuthKey {
  public:
   AuthKey() = default;
   explicit AuthKey(const KeyRecord& r);
-  explicit AuthKey(const IndexedKey& k);
+  explicit AuthKey(const IndexedKey& k) { assign(k); }
+  // Becomes a copy of k, in the buffers it already has: a request's key
+  // reuses the last one's (no allocation per request once they are big enough).
+  void assign(const IndexedKey& k);
 
   std::string_view id() const { return {id_.data(), id_len_}; }
   std::string_view name() const { return std::string_view(blob_).substr(0, name_len_); }

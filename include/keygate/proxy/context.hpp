@@ -71,6 +71,7 @@ struct Context : RequestState {
   // the strings are emptied in place: building a whole fresh Context and
   // moving it in moved every string twice (~700 instructions a request).
   void clear() {
+    release_key();
     static_cast<RequestState&>(*this) = RequestState{};
     client_ip = peer_ip;  // until admit() applies trusted_proxies
     request_id.clear();
@@ -82,6 +83,21 @@ struct Context : RequestState {
     admin_target.clear();
   }
 
+  // The authenticated key, copied into the buffers of the last request's
+  // (its name, scopes and allowed networks would otherwise be allocated and
+  // freed on every request).
+  const AuthKey& hold_key(const IndexedKey& k) {
+    key.emplace(std::move(spare_key));
+    key->assign(k);
+    return *key;
+  }
+  // Not authenticated after all: no key, its buffers kept for the next one.
+  void release_key() {
+    if (!key) return;
+    spare_key = std::move(*key);
+    key.reset();
+  }
+
   std::string request_id;
   std::string peer_ip;        // the socket peer, for every request on the connection
   std::string client_ip;      // the peer, until admit() applies trusted_proxies (SPEC §10)
@@ -89,11 +105,12 @@ struct Context : RequestState {
   std::string reason;         // for the access log and metrics
   std::string shadow_reason;  // shadow mode: the reason it would have been refused
   std::string admin_target;   // self-service: the admin API route and query it maps to
+  AuthKey spare_key;          // the buffers hold_key() reuses; never a request's key
 };
 // A member added to Context itself (not RequestState) must be reset in
 // clear(): this fails until it is, and counted here.
-static_assert(sizeof(Context) ==
-                  sizeof(RequestState) + 6 * sizeof(std::string) + sizeof(NormalizedTarget),
+static_assert(sizeof(Context) == sizeof(RequestState) + 6 * sizeof(std::string) +
+                                     sizeof(NormalizedTarget) + sizeof(AuthKey),
               "a member added to Context must be reset in Context::clear()");
 
 }  // namespace keygate
