@@ -13,13 +13,20 @@ using namespace net;
 namespace {
 constexpr auto kMaxIdleAge = std::chrono::seconds(30);
 
-// A connection is reusable only when nothing is waiting on it: no byte left in
-// its buffer or inside TLS, and the kernel has neither data nor EOF for it
-// (MSG_PEEK|MSG_DONTWAIT answers without blocking). Stray bytes are an upstream
-// that sent more than its response declared (a body on a HEAD reply, bytes
-// after Content-Length): reused, they would be the next client's response.
+// Bytes the gateway already read past the response: an upstream that sent more
+// than its response declared (a body on a HEAD reply, bytes after
+// Content-Length). Reused, they would be the next client's response.
+bool bytes_left_over(UpstreamConn& c) {
+  return c.buffer.size() > 0 || c.stream.tls_buffered();
+}
+
+// Reusable only when nothing waits on it, here or in the kernel: neither data
+// nor EOF (MSG_PEEK|MSG_DONTWAIT answers without blocking). Asked once, right
+// before the reuse: whatever arrives after a release would slip past a check
+// made at the release, so one made there too would be a wasted system call
+// per request.
 bool nothing_pending(UpstreamConn& c) {
-  if (c.buffer.size() > 0 || c.stream.tls_buffered()) return false;
+  if (bytes_left_over(c)) return false;
   char b;
   ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -114,7 +121,7 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg)
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg) {
-  if (cfg.max_idle_connections == 0 || !nothing_pending(*c)) return;  // closed
+  if (cfg.max_idle_connections == 0 || bytes_left_over(*c)) return;  // closed
   if (idle_.size() >= static_cast<size_t>(cfg.max_idle_connections)) idle_.pop_front();
   c->stream.expires_never();
   c->idle_since = std::chrono::steady_clock::now();

@@ -1,8 +1,9 @@
 #pragma once
 // Keep-alive connections to the upstream, one pool per I/O thread (no locks).
 // A connection is pooled only after a response read exactly to its end, and
-// only while nothing follows it: checked at release and again before every
-// reuse (SPEC §7). https:// upstreams get TLS with SNI and host-name verification.
+// only while nothing follows it: no byte read past the response at release,
+// nothing from the upstream (data or EOF) right before every reuse (SPEC §7).
+// https:// upstreams get TLS with SNI and host-name verification.
 #include <chrono>
 #include <deque>
 #include <memory>
