@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Per-request costs of `keygate serve` that do not depend on how busy the
 machine is: heap allocations per request (LD_PRELOAD counting shim) and
-instructions per request (valgrind callgrind), for the valid-key path and the
-401 path, with the access log off and on (JSON, to a file).
+instructions per request (valgrind callgrind) and system calls per request
+(strace -c attached after the warm-up), for the valid-key path and the 401
+path, with the access log off and on (JSON, to a file).
 
-    per_request.py BUILD_DIR [--mode alloc|instr|both|trace] [--requests N]
+    per_request.py BUILD_DIR [--mode alloc|instr|both|trace|syscalls] [--requests N]
 
 --mode trace shows where the allocations come from: the shim records the call
 stack of each allocation made while the N requests run, and the stacks are
@@ -312,10 +313,49 @@ def measure_instr(w, access_log, key, n):
     return total / n, c.statuses
 
 
+def measure_syscalls(w, access_log, key, n):
+    """(system calls per request, {name: calls per request}) of every gateway thread."""
+    if not shutil.which("strace"):
+        return None, {}, {}
+    path, port = w.config(access_log)
+    out = log_file(w, access_log, "syscalls")
+    p = w.start([w.bin, "serve", "--config", path], port, stdout=out)
+    c = Client(port, key, path=w.path)
+    c.run(2000)
+    table = os.path.join(w.tmp, "strace.txt")
+    # -f with -p attaches to every thread of the process; the requests start
+    # once each thread names strace as its tracer.
+    s = subprocess.Popen(["strace", "-f", "-c", "-o", table, "-p", str(p.pid)],
+                         stderr=subprocess.DEVNULL)
+
+    def traced(tid):
+        with open(f"/proc/{p.pid}/task/{tid}/status") as f:
+            return any(line.split() == ["TracerPid:", str(s.pid)] for line in f)
+
+    deadline = time.monotonic() + 10
+    while not all(traced(t) for t in os.listdir(f"/proc/{p.pid}/task")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("strace did not attach")
+        time.sleep(0.05)
+    c.run(n)
+    s.send_signal(signal.SIGINT)
+    s.wait(timeout=30)
+    c.close()
+    w.stop(p)
+    per = {}
+    with open(table) as f:
+        for line in f:
+            cols = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(cols) >= 5 and cols[3].isdigit() and cols[-1] != "total":
+                per[cols[-1]] = int(cols[3]) / n
+    return sum(per.values()), per, c.statuses
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
-    ap.add_argument("--mode", default="both", choices=["alloc", "instr", "both", "trace"])
+    ap.add_argument("--mode", default="both", choices=["alloc", "instr", "both", "trace", "syscalls"])
     ap.add_argument("--requests", type=int, default=0)
     ap.add_argument("--only", default="", help="valid or 401 (default: both)")
     ap.add_argument("--access-log", default="both", choices=["on", "off", "both"])
@@ -346,6 +386,17 @@ def main():
                     print(f"{name}, access log {'on' if access_log else 'off'}: {allocs:.2f} "
                           f"allocations per request {statuses}")
                     print_trace(trace, n)
+                    continue
+                if args.mode == "syscalls":
+                    total, per, statuses = measure_syscalls(w, access_log, key,
+                                                            args.requests or 5000)
+                    if total is None:
+                        print("strace not found")
+                        return
+                    calls = ", ".join(f"{k} {v:.2f}" for k, v in
+                                      sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.01)
+                    print(f"{name}, access log {'on' if access_log else 'off'}: {total:.2f} "
+                          f"system calls per request ({calls}) {statuses}", flush=True)
                     continue
                 if args.mode in ("alloc", "both"):
                     allocs, nbytes, statuses = measure_alloc(w, access_log, key,
