@@ -15,18 +15,17 @@ constexpr auto kMaxIdleAge = std::chrono::seconds(30);
 
 // Bytes the gateway already read past the response: an upstream that sent more
 // than its response declared (a body on a HEAD reply, bytes after
-// Content-Length). Reused, they would be the next client's response.
+// Content-Length). Reused, they would be the next client's response. Checked at
+// release: nothing reads a pooled connection, so they cannot appear later.
 bool bytes_left_over(UpstreamConn& c) {
   return c.buffer.size() > 0 || c.stream.tls_buffered();
 }
 
-// Reusable only when nothing waits on it, here or in the kernel: neither data
-// nor EOF (MSG_PEEK|MSG_DONTWAIT answers without blocking). Asked once, right
-// before the reuse: whatever arrives after a release would slip past a check
-// made at the release, so one made there too would be a wasted system call
-// per request.
-bool nothing_pending(UpstreamConn& c) {
-  if (bytes_left_over(c)) return false;
+// What the upstream sent while the connection idled, data or EOF
+// (MSG_PEEK|MSG_DONTWAIT answers without blocking). Asked once, right before
+// the reuse: asked at the release too, it would miss what comes later and cost
+// a system call per request.
+bool upstream_sent_nothing(UpstreamConn& c) {
   char b;
   ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -107,7 +106,7 @@ std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle() {
     idle_.pop_back();
     // Checked before every reuse, however short the idle: bytes may have
     // arrived since the release.
-    if (now - c->idle_since < kMaxIdleAge && nothing_pending(*c)) {
+    if (now - c->idle_since < kMaxIdleAge && upstream_sent_nothing(*c)) {
       c->reused = true;
       return c;
     }

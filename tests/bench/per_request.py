@@ -355,7 +355,8 @@ def measure_syscalls(w, access_log, key, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
-    ap.add_argument("--mode", default="both", choices=["alloc", "instr", "both", "trace", "syscalls"])
+    ap.add_argument("--mode", default="both",
+                    choices=["alloc", "instr", "both", "trace", "syscalls"])
     ap.add_argument("--requests", type=int, default=0)
     ap.add_argument("--only", default="", help="valid or 401 (default: both)")
     ap.add_argument("--access-log", default="both", choices=["on", "off", "both"])
