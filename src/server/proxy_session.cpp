@@ -228,12 +228,22 @@ class ProxySession {
   // so a drain can close them.
   awaitable<bool> wait_for_request(const Config& cfg) {
     if (buffer_.size() > 0) co_return true;
+    const auto space = buffer_.prepare(16 * 1024);
+    boost::system::error_code ec;
+    // Already there (a client that sent it before our reply reached it) or
+    // not, told without a system call when the reactor knows (read_readiness.hpp).
+    if (const std::size_t n = stream_.read_now(space, ec)) {
+      buffer_.commit(n);
+      co_return true;
+    }
+    if (ec) co_return false;
     stream_.expires_after(first_ ? cfg.limits.header_timeout : cfg.limits.idle_timeout);
     idle_.socket = &stream_.socket();
     w_.idle.push_back(idle_);
-    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(16 * 1024), use_tuple);
+    auto [rec, n] = co_await stream_.async_read_some(space, use_tuple);
     idle_.unlink();
-    if (ec) co_return false;
+    if (rec) co_return false;
+    stream_.read_completed(n, space.size());
     buffer_.commit(n);
     co_return true;
   }
@@ -259,7 +269,11 @@ class ProxySession {
     parser.body_limit(cfg.limits.max_body_bytes);
     stream_.expires_after(cfg.limits.header_timeout);
     boost::system::error_code ec;
-    if (!parse_buffered(parser, buffer_, ec)) {
+    if (parse_buffered(parser, buffer_, ec)) {
+      // The whole request came in one read: the next read waits for epoll.
+      // (A client that half-closed after it is then seen at the idle timeout.)
+      if (!ec && parser.is_done()) stream_.mark_drained();
+    } else {
       auto [rec, rn] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
       ec = rec;
     }
@@ -493,8 +507,15 @@ class ProxySession {
         // its two composed operations (and their work tracking) cost more than
         // the read itself; the end-of-stream rules are Beast's (read_failed).
         while (!parse_buffered(*rp, conn->buffer, hec)) {
-          auto [rec, rn] = co_await conn->stream.async_read_some(
-              conn->buffer.prepare(beast::read_size(conn->buffer, 65536)), use_tuple);
+          const auto space = conn->buffer.prepare(beast::read_size(conn->buffer, 65536));
+          boost::system::error_code rec;
+          std::size_t rn = conn->stream.read_now(space, rec);
+          if (rn == 0 && !rec) {
+            auto [aec, an] = co_await conn->stream.async_read_some(space, use_tuple);
+            rec = aec;
+            rn = an;
+            conn->stream.read_completed(rn, space.size());
+          }
           conn->buffer.commit(rn);
           if (rec) {
             hec = read_failed(*rp, rec);
@@ -503,6 +524,8 @@ class ProxySession {
         }
         if (hec || rp->get().result_int() >= 200 || rp->get().result_int() == 101) break;
       }
+      // All of it read: nothing waits on this connection until its reuse, which asks the socket.
+      if (!hec && rp->is_done()) conn->stream.mark_drained();
       const bool nothing_received = hec == http::error::end_of_stream ||
                                     hec == asio::error::connection_reset || hec == asio::error::eof;
       if (hec && may_retry && nothing_received) continue;

@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "server/asio.hpp"
+#include "server/read_readiness.hpp"
 
 namespace keygate {
 
@@ -82,7 +83,11 @@ class Stream {
     init();
   }
   Stream(Stream&& o) noexcept
-      : socket_(std::move(o.socket_)), tls_(std::move(o.tls_)), state_(std::move(o.state_)) {
+      : socket_(std::move(o.socket_)),
+        tls_(std::move(o.tls_)),
+        state_(std::move(o.state_)),
+        unspeculated_wait_(o.unspeculated_wait_),
+        short_read_(o.short_read_) {
     state_->socket = &socket();
   }
   Stream& operator=(Stream&&) = delete;
@@ -149,10 +154,62 @@ class Stream {
     return n;
   }
 
+  // Reads what has arrived, without waiting, unless the reactor has not seen
+  // the socket readable since it was last marked drained (read_readiness.hpp):
+  // the bytes read; 0 with no error when the caller must wait
+  // (async_read_some, then read_completed); 0 with an error at EOF or on a
+  // failure. Plain TCP only: TLS (whose records the socket does not show) and
+  // an expired deadline always wait.
+  std::size_t read_now(net::asio::mutable_buffer b, boost::system::error_code& ec) {
+    ec = {};
+    unspeculated_wait_ = short_read_ = false;
+    if (!KEYGATE_KNOWS_READ_READINESS || tls_ || state_->expired || b.size() == 0) return 0;
+    if (detail::may_be_readable(socket_)) {
+      ssize_t n;
+      do {
+        n = ::recv(socket_.native_handle(), b.data(), b.size(), MSG_DONTWAIT);
+      } while (n < 0 && errno == EINTR);
+      if (n > 0) {
+        short_read_ = static_cast<std::size_t>(n) < b.size();
+        return static_cast<std::size_t>(n);
+      }
+      if (n == 0) {
+        ec = net::asio::error::eof;
+        return 0;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ec = boost::system::error_code(errno, boost::system::system_category());
+        return 0;
+      }
+      detail::mark_drained(socket_);  // empty, and no EOF pending (recv said 0 then)
+    }
+    // Drained, and nothing reported since: the reactor will not try the read
+    // when the operation starts, so it completes from an epoll event, inline.
+    unspeculated_wait_ = true;
+    return 0;
+  }
+  // After the async_read_some that followed read_now()'s "wait", with no other
+  // operation pending on the socket.
+  void read_completed(std::size_t n, std::size_t asked) {
+    short_read_ = unspeculated_wait_ && n > 0 && n < asked;
+    unspeculated_wait_ = false;
+  }
+  // The last read (read_now's, or the async one read_completed saw) took less
+  // than it asked: the socket was empty after it, unless the peer's FIN came
+  // with the bytes (a recv returns the data first, then 0, and epoll will not
+  // report the FIN again). So only once nobody will wait on this socket for
+  // more of the message (a pooled connection is asked again before reuse), and
+  // before the next co_await: an epoll event handled in between would be lost.
+  void mark_drained() {
+    if (short_read_) detail::mark_drained(socket_);
+    short_read_ = false;
+  }
+
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     return net::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, const MutableBuffers& b) {
+          short_read_ = false;  // what it reads, read_completed says
           detail::TimeoutMapped<decltype(handler)> h{std::move(handler), state_.get()};
           if (state_->expired)
             net::asio::post(socket_.get_executor(), [h = std::move(h)]() mutable {
@@ -169,6 +226,7 @@ class Stream {
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
     return net::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, const ConstBuffers& b) {
+          short_read_ = unspeculated_wait_ = false;  // an operation beside a read: see read_now()
           detail::TimeoutMapped<decltype(handler)> h{std::move(handler), state_.get()};
           if (state_->expired)
             net::asio::post(socket_.get_executor(), [h = std::move(h)]() mutable {
@@ -190,6 +248,8 @@ class Stream {
   net::tcp::socket socket_;  // moved into tls_ when TLS is on
   std::unique_ptr<tls_stream> tls_;
   std::shared_ptr<detail::DeadlineState> state_;
+  bool unspeculated_wait_ = false;  // see read_now()
+  bool short_read_ = false;         // see mark_drained()
 };
 
 }  // namespace keygate
