@@ -55,10 +55,14 @@ std::string_view HttpDateCache::at(std::int64_t unix_seconds) {
   return {text_.data(), text_.size()};
 }
 
-std::string_view http_date_now() {
+std::string_view http_date_at(std::int64_t unix_seconds) {
   thread_local HttpDateCache cache;
+  return cache.at(unix_seconds);
+}
+
+std::string_view http_date_now() {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
-  return cache.at(std::chrono::duration_cast<std::chrono::seconds>(now).count());
+  return http_date_at(std::chrono::duration_cast<std::chrono::seconds>(now).count());
 }
 
 }  // namespace keygate

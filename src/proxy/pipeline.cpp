@@ -11,7 +11,11 @@ Verdict Pipeline::reply(const Error& e, Context& ctx) const {
   Verdict v;
   v.status = e.status;
   v.body = cache_ ? cache_->take() : std::string();
-  rt_.renderer.render_into(v.body, e, ctx.request_id, std::chrono::system_clock::now(), cache_);
+  // The time the pipeline decided at, when it got that far (one clock read a request).
+  const auto now = ctx.now
+                       ? std::chrono::system_clock::time_point(std::chrono::milliseconds(ctx.now))
+                       : std::chrono::system_clock::now();
+  rt_.renderer.render_into(v.body, e, ctx.request_id, now, cache_);
   v.www_authenticate = e.status == 401;
   return v;
 }

@@ -11,13 +11,14 @@ void HeaderList::set(std::string_view name, std::string_view value) {
   for (auto it = fields_.begin(); it != fields_.end(); ++it) {
     if (it->name_len == name.size() && ascii_iequals(this->name(*it), name)) {
       fields_.erase(it);  // set() semantics: the new one goes last
+      replaced_ = true;
       break;
     }
   }
   const auto at = static_cast<std::uint32_t>(text_.size());
-  const auto name_len = static_cast<std::uint32_t>(name.size());
-  fields_.push_back({at, name_len, at + name_len, static_cast<std::uint32_t>(value.size())});
-  append_parts(text_, {name, value});
+  append_parts(text_, {name, ": ", value, "\r\n"});
+  fields_.push_back(
+      {at, static_cast<std::uint32_t>(name.size()), static_cast<std::uint32_t>(text_.size() - at)});
 }
 
 bool HeaderList::has(std::string_view n) const {
@@ -27,8 +28,11 @@ bool HeaderList::has(std::string_view n) const {
 }
 
 void HeaderList::append_to(std::string& out) const {
-  for (const auto& s : fields_)
-    append_parts(out, {name(s), ": ", {text_.data() + s.value_at, s.value_len}, "\r\n"});
+  if (!replaced_) {
+    out += text_;
+    return;
+  }
+  for (const auto& s : fields_) out.append(text_, s.at, s.line_len);
 }
 
 void add_response_headers(HeaderSink& out, const Context& ctx, const Runtime& rt,

@@ -267,7 +267,7 @@ class ProxySession {
                          std::make_tuple(arena.allocator()));
     parser.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_bytes));
     parser.body_limit(cfg.limits.max_body_bytes);
-    stream_.expires_after(cfg.limits.header_timeout);
+    stream_.expires_at(start + cfg.limits.header_timeout);
     boost::system::error_code ec;
     if (parse_buffered(parser, buffer_, ec)) {
       // The whole request came in one read: the next read waits for epoll.
@@ -385,9 +385,11 @@ class ProxySession {
   awaitable<bool> write_local(Verdict& v, const Runtime& rt, bool keep_alive, unsigned version) {
     reply_head_.clear();
     wire::status_line(reply_head_, version, static_cast<unsigned>(v.status));
-    wire::field(reply_head_, "Date", http_date_now());
+    // The pipeline's decision time when it has one: the clock is read once a request.
+    const std::int64_t now_s = ctx_.now ? ctx_.now / 1000 : epoch_seconds();
+    wire::field(reply_head_, "Date", http_date_at(now_s));
     edits_.clear();
-    add_local_reply_headers(edits_, v, ctx_, rt, epoch_seconds());
+    add_local_reply_headers(edits_, v, ctx_, rt, now_s);
     edits_.append_to(reply_head_);
     wire::number_field(reply_head_, "Content-Length", v.body.size());
     wire::connection(reply_head_, version, keep_alive);

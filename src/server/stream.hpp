@@ -109,7 +109,9 @@ class Stream {
 
   template <class Rep, class Period>
   void expires_after(std::chrono::duration<Rep, Period> d) {
-    auto at = clock::now() + std::chrono::duration_cast<clock::duration>(d);
+    expires_at(clock::now() + std::chrono::duration_cast<clock::duration>(d));
+  }
+  void expires_at(clock::time_point at) {
     state_->at = at;
     state_->expired = false;
     if (at < state_->armed) detail::DeadlineState::arm(state_, at);

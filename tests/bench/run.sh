@@ -38,6 +38,8 @@ if [[ -z ${SKIP_ALLOC:-} ]]; then
   # (../shared/bench's template); tests/integration/upstream.py is the fallback.
   echo "== heap allocations per request (whole process, LD_PRELOAD counter)"
   python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode alloc
+  echo "== system calls per request (strace -c on every gateway thread, one request at a time per connection)"
+  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode syscalls --access-log off
 fi
 
 if [[ -z ${SKIP_ACCESS_LOG:-} ]]; then

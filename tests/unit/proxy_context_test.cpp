@@ -179,3 +179,32 @@ TEST(ContextClear, AKeyInTheLastKeysBuffersIsOnlyItself) {
   EXPECT_EQ(ctx.key->scopes_csv(), "orders:read,orders:write,invoices:read");
   EXPECT_EQ(ctx.key->allowed_nets().size(), 2u);
 }
+
+// The session reuses one HeaderList per connection: set() replaces a field of
+// the same name (ASCII case-insensitive) and puts it last, in the lines it
+// writes; clear() forgets a replacement too.
+TEST(HeaderList, SetReplacesAndTheLinesFollowTheOrder) {
+  HeaderList h;
+  h.set("X-Request-Id", "a");
+  h.set("Retry-After", "5");
+  h.set("X-RateLimit-Limit", "10");
+  std::string out = "HTTP/1.1 429 Too Many Requests\r\n";
+  h.append_to(out);
+  EXPECT_EQ(out,
+            "HTTP/1.1 429 Too Many Requests\r\nX-Request-Id: a\r\nRetry-After: 5\r\n"
+            "X-RateLimit-Limit: 10\r\n");
+
+  h.set("retry-after", "7");  // a credits refusal's Retry-After wins
+  out.clear();
+  h.append_to(out);
+  EXPECT_EQ(out, "X-Request-Id: a\r\nX-RateLimit-Limit: 10\r\nretry-after: 7\r\n");
+  EXPECT_TRUE(h.has("RETRY-AFTER"));
+  EXPECT_FALSE(h.has("Retry"));
+
+  h.clear();
+  h.set("Content-Type", "application/json");
+  out.clear();
+  h.append_to(out);
+  EXPECT_EQ(out, "Content-Type: application/json\r\n");
+  EXPECT_FALSE(h.has("X-Request-Id"));
+}

@@ -30,5 +30,7 @@ class HttpDateCache {
 // Now, from this thread's cache. The view stays valid until this thread's next
 // call in a later second: copy it into the reply (Beast's set() does).
 std::string_view http_date_now();
+// The same for a time already read (formatted once per second per thread).
+std::string_view http_date_at(std::int64_t unix_seconds);
 
 }  // namespace keygate

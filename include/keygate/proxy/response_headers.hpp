@@ -35,13 +35,15 @@ class FieldsSink final : public HeaderSink {
 };
 
 // Fields collected flat, in order, for a head written by hand: reused across
-// requests (no allocation once warm).
+// requests (no allocation once warm). Kept as the head's lines already, so
+// they go into the head with one copy.
 class HeaderList final : public HeaderSink {
  public:
   void set(std::string_view name, std::string_view value) override;
   void clear() {
     text_.clear();
     fields_.clear();
+    replaced_ = false;
   }
   // Whether `name` is among them (ASCII case-insensitive).
   bool has(std::string_view name) const;
@@ -50,11 +52,12 @@ class HeaderList final : public HeaderSink {
 
  private:
   struct Span {
-    std::uint32_t name_at, name_len, value_at, value_len;
+    std::uint32_t at, name_len, line_len;  // the line "name: value\r\n" at text_[at]
   };
-  std::string_view name(const Span& s) const { return {text_.data() + s.name_at, s.name_len}; }
+  std::string_view name(const Span& s) const { return {text_.data() + s.at, s.name_len}; }
   std::string text_;
   std::vector<Span> fields_;
+  bool replaced_ = false;  // a set() replaced a field: text_ holds a line no longer listed
 };
 
 // Every response to a request: X-Request-Id, and for key-authenticated ones
