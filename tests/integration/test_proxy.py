@@ -433,6 +433,62 @@ class Promises(GatewayTest):
             self.assertEqual((r.status, r.body), (200, b"ends-with-the-connection"))
             self.assertLess(time.monotonic() - start, 5)
 
+    def test_one_connection_through_pieces_pipelining_and_a_late_body(self):
+        # The reads that wait for epoll instead of trying a recv (README, "System
+        # calls per request") on every shape of arrival: a head in pieces, two
+        # requests in one segment, an upstream body that comes later, a pause.
+        # Deadlines are an hour: a lost wakeup shows as the 5 s socket timeout.
+        def answer(u, conn, head):
+            while head:
+                path = head.split(b" ")[1].decode()
+                body = path[1:].encode()
+                reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+                if path == "/late":
+                    conn.sendall(reply)
+                    time.sleep(0.1)
+                    conn.sendall(body)
+                else:
+                    conn.sendall(reply + body)
+                head, _ = read_head(conn)
+        up = self.raw_upstream(answer)
+        g = self.gateway({**OPEN, "upstream": {"url": f"http://127.0.0.1:{up.port}"},
+                          "limits": {"idle_timeout": "1h", "header_timeout": "1h"}})
+        pending = b""
+
+        def response(s):
+            nonlocal pending
+            while b"\r\n\r\n" not in pending:
+                part = s.recv(65536)
+                self.assertTrue(part, "closed before a response")
+                pending += part
+            head, _, pending = pending.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+            while len(pending) < length:
+                part = s.recv(65536)
+                self.assertTrue(part, "closed inside a body")
+                pending += part
+            body, pending = pending[:length], pending[length:]
+            return head.split(b"\r\n")[0], body
+
+        def req(path):
+            return b"GET /%s HTTP/1.1\r\nHost: a\r\n\r\n" % path
+
+        with socket.create_connection(("127.0.0.1", g.port), timeout=5) as s:
+            for piece in (b"GET /pieces HTTP/1.1\r\n", b"Host: a\r\n", b"\r\n"):
+                s.sendall(piece)
+                time.sleep(0.05)
+            self.assertEqual(response(s), (b"HTTP/1.1 200 OK", b"pieces"))
+            s.sendall(req(b"first") + req(b"second"))
+            self.assertEqual(response(s), (b"HTTP/1.1 200 OK", b"first"))
+            self.assertEqual(response(s), (b"HTTP/1.1 200 OK", b"second"))
+            for _ in range(3):
+                s.sendall(req(b"late"))
+                self.assertEqual(response(s), (b"HTTP/1.1 200 OK", b"late"))
+            time.sleep(0.2)
+            for i in range(50):
+                s.sendall(req(b"n%d" % i))
+                self.assertEqual(response(s), (b"HTTP/1.1 200 OK", b"n%d" % i))
+
     def test_a_client_that_half_closes_after_its_request_is_closed_by_idle_timeout(self):
         # The FIN that follows a whole request is not seen at once (README,
         # "System calls per request"); the connection still ends at idle_timeout.
