@@ -11,11 +11,7 @@ Verdict Pipeline::reply(const Error& e, Context& ctx) const {
   Verdict v;
   v.status = e.status;
   v.body = cache_ ? cache_->take() : std::string();
-  // The time the pipeline decided at, when it got that far (one clock read a request).
-  const auto now = ctx.now
-                       ? std::chrono::system_clock::time_point(std::chrono::milliseconds(ctx.now))
-                       : std::chrono::system_clock::now();
-  rt_.renderer.render_into(v.body, e, ctx.request_id, now, cache_);
+  rt_.renderer.render_into(v.body, e, ctx.request_id, ctx.decided_at(), cache_);
   v.www_authenticate = e.status == 401;
   return v;
 }

@@ -31,10 +31,9 @@ double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
 
-std::int64_t epoch_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+std::int64_t epoch_seconds(
+    std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
 bool timed_out(const boost::system::error_code& ec) {
@@ -385,8 +384,7 @@ class ProxySession {
   awaitable<bool> write_local(Verdict& v, const Runtime& rt, bool keep_alive, unsigned version) {
     reply_head_.clear();
     wire::status_line(reply_head_, version, static_cast<unsigned>(v.status));
-    // The pipeline's decision time when it has one: the clock is read once a request.
-    const std::int64_t now_s = ctx_.now ? ctx_.now / 1000 : epoch_seconds();
+    const std::int64_t now_s = epoch_seconds(ctx_.decided_at());
     wire::field(reply_head_, "Date", http_date_at(now_s));
     edits_.clear();
     add_local_reply_headers(edits_, v, ctx_, rt, now_s);

@@ -61,6 +61,13 @@ struct RequestState {
   std::uint32_t cost = 1;                        // the route's cost
   std::optional<CreditAccount::Answer> credits;  // the key's credits after this request
   bool deprecated = false;                       // in a rotation's grace period
+
+  // `now`, or the clock when the pipeline did not get that far: a local
+  // reply reads the clock once a request.
+  std::chrono::system_clock::time_point decided_at() const {
+    return now ? std::chrono::system_clock::time_point(std::chrono::milliseconds(now))
+               : std::chrono::system_clock::now();
+  }
 };
 
 struct Context : RequestState {
