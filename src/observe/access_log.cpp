@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <iterator>
 #include <nlohmann/json.hpp>
 
@@ -16,29 +17,158 @@ namespace keygate::log {
 using namespace std::string_view_literals;
 
 // nlohmann's serializer, kept for the thread's lifetime (dump() would build a
-// new one, and a new string, per call). Each value goes through its dump() as
-// a reused json value (a string keeps its capacity), so the line's bytes are
-// exactly what nlohmann writes. The serializer appends straight to the line.
+// new one, and a new string, per call), for the strings and numbers the
+// renderer does not write itself: it appends to `scratch`, whose bytes are
+// then copied into the line, so they are exactly what nlohmann writes.
 struct AccessLineRenderer::Json {
-  explicit Json(std::string& out)
+  Json()
       : serializer(
-            std::make_shared<nlohmann::detail::output_string_adapter<char, std::string>>(out), ' ',
-            nlohmann::json::error_handler_t::replace) {}
+            std::make_shared<nlohmann::detail::output_string_adapter<char, std::string>>(scratch),
+            ' ', nlohmann::json::error_handler_t::replace) {}
+  std::string scratch;
   nlohmann::detail::serializer<nlohmann::json> serializer;
   nlohmann::json text = "";     // the string being written
   nlohmann::json number = 0.0;  // the float being written
 };
 
-AccessLineRenderer::AccessLineRenderer() : json_(std::make_unique<Json>(line_)) {}
+namespace {
+
+// Bytes JSON escaping leaves alone: dump() with ensure_ascii off changes only
+// '"', '\\', control characters and invalid UTF-8 (replaced), so a string of
+// printable ASCII other than those two is its own escaped form.
+constexpr std::array<bool, 256> kPlainByte = [] {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x80; ++c) plain[c] = c != '"' && c != '\\';
+  return plain;
+}();
+
+// Whether any of a word's eight bytes is not plain. A word has a byte below n
+// (n <= 0x80) exactly when (w - n * ones) & ~w & highs is non-zero (a borrow
+// starts only at such a byte), and a byte equal to c when w ^ (c * ones) has
+// one below 1.
+constexpr std::uint64_t any_escaped(std::uint64_t w) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101, kHighs = kOnes * 0x80;
+  auto any_below = [](std::uint64_t v, std::uint64_t n) { return (v - n * kOnes) & ~v & kHighs; };
+  return (w & kHighs) | any_below(w, 0x20) | any_below(w ^ (kOnes * '"'), 1) |
+         any_below(w ^ (kOnes * '\\'), 1);
+}
+
+// Copies `s` to `out` if it is plain, eight bytes at a time (the last word
+// overlapping the one before), checking as it copies; false if it is not.
+bool copy_if_plain(std::string_view s, char* out) {
+  const char* in = s.data();
+  const std::size_t n = s.size();
+  if (n < 8) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!kPlainByte[static_cast<unsigned char>(in[i])]) return false;
+      out[i] = in[i];
+    }
+    return true;
+  }
+  auto word = [&](std::size_t at) {
+    std::uint64_t w;
+    std::memcpy(&w, in + at, 8);
+    if (any_escaped(w)) return false;
+    std::memcpy(out + at, &w, 8);
+    return true;
+  };
+  for (std::size_t i = 0; i + 8 <= n; i += 8)
+    if (!word(i)) return false;
+  return n % 8 == 0 || word(n - 8);
+}
+
+// The most one byte of a string can become: a control character is written
+// as \u00XX (an invalid byte becomes U+FFFD, three bytes).
+constexpr std::size_t kEscapedBytesPerByte = 6;
+// The most the JSON line can hold besides its strings: the keys and
+// punctuation (about 230 bytes), two integers, a status, two numbers and the
+// time.
+constexpr std::size_t kJsonLineWithoutStrings = 512;
+
+}  // namespace
+
+// Writes into the line's buffer, sized beforehand for the longest line the
+// record can give; every write is a copy with no check of room.
+class AccessLineRenderer::Cursor {
+ public:
+  Cursor(char* p, Json& json) : p_(p), json_(json) {}
+  char* end() const { return p_; }
+
+  template <std::size_t N>
+  void literal(const char (&s)[N]) {
+    std::memcpy(p_, s, N - 1);
+    p_ += N - 1;
+  }
+  void bytes(std::string_view s) {
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  void string(std::string_view s) {
+    if (copy_if_plain(s, p_ + 1)) {
+      p_[0] = '"';
+      p_[s.size() + 1] = '"';
+      p_ += s.size() + 2;
+      return;
+    }
+    escaped_string(s);
+  }
+  void optional_string(std::string_view s) {
+    if (s.empty())
+      literal("null");
+    else
+      string(s);
+  }
+  void integer(std::uint64_t v) { digits(fmt::format_int(v)); }
+  void integer(std::int64_t v) { digits(fmt::format_int(v)); }
+
+  // `ms` to the microsecond, as nlohmann writes the double
+  // round(ms * 1000) / 1000: the shortest decimal that reads back as it,
+  // which for k / 1000 below 2^40 (a ulp well under 0.0005) is k's digits
+  // with the point three places from the right, trailing zeros dropped but
+  // one kept ("2.0"). Anything else (negative, -0, huge, NaN) goes to nlohmann.
+  void milliseconds(double ms) {
+    const double micros = std::round(ms * 1000);
+    if (!(micros >= 0 && micros < 1e15) || std::signbit(micros)) {
+      json_.scratch.clear();
+      json_.number.get_ref<nlohmann::json::number_float_t&>() = micros / 1000;
+      json_.serializer.dump(json_.number, false, false, 0);
+      bytes(json_.scratch);
+      return;
+    }
+    const auto k = static_cast<std::uint64_t>(micros);
+    integer(k / 1000);
+    const auto fraction = static_cast<unsigned>(k % 1000);
+    const char digits[] = {'.', static_cast<char>('0' + fraction / 100),
+                           static_cast<char>('0' + fraction / 10 % 10),
+                           static_cast<char>('0' + fraction % 10)};
+    const std::size_t length = fraction % 100 == 0 ? 2 : fraction % 10 == 0 ? 3 : 4;
+    bytes(std::string_view(digits, length));
+  }
+
+ private:
+  void digits(const fmt::format_int& text) { bytes({text.data(), text.size()}); }
+  // Out of line: the common, plain case stays small.
+  [[gnu::noinline]] void escaped_string(std::string_view s) {
+    json_.scratch.clear();
+    json_.text.get_ref<nlohmann::json::string_t&>().assign(s);
+    json_.serializer.dump(json_.text, false, false, 0);
+    bytes(json_.scratch);
+  }
+
+  char* p_;
+  Json& json_;
+};
+
+AccessLineRenderer::AccessLineRenderer() : json_(std::make_unique<Json>()) {}
 AccessLineRenderer::~AccessLineRenderer() = default;
 
 std::string_view AccessLineRenderer::render(const AccessRecord& r, UnixMillis now, bool json) {
-  line_.clear();
-  auto out = std::back_inserter(line_);
   const std::string_view path = r.path.substr(0, r.path.find('?'));  // no query string
   if (!json) {
+    line_.clear();
+    auto out = std::back_inserter(line_);
     auto dash = [](std::string_view s) { return s.empty() ? std::string_view("-") : s; };
-    append_time(now);
+    line_ += time_text(now);
     fmt::format_to(out, " {} {} {} {} {} {} {} {:.3f}ms", r.client_ip, r.method, path, r.status,
                    dash(r.reason), dash(r.key_id), r.request_id, r.duration_ms);
     if (r.deprecated) line_ += " deprecated";
@@ -46,47 +176,55 @@ std::string_view AccessLineRenderer::render(const AccessRecord& r, UnixMillis no
     line_ += '\n';
     return line_;
   }
+  const std::size_t strings = r.request_id.size() + r.client_ip.size() + r.method.size() +
+                              path.size() + r.reason.size() + r.key_id.size() + r.owner.size() +
+                              r.shadow_reason.size();
+  const std::size_t most = kJsonLineWithoutStrings + kEscapedBytesPerByte * strings;
   // The keys in nlohmann::json's (std::map's) order, as the line always had
-  // them. Plain appends (fmt::format_to into a std::string zero-fills what it
-  // reserves and parses its format string: a third of the line's cost).
-  line_ += R"({"bytes_in":)"sv;
-  append_integer(r.bytes_in);
-  line_ += R"(,"bytes_out":)"sv;
-  append_integer(r.bytes_out);
-  line_ += R"(,"client_ip":)"sv;
-  append_string(r.client_ip);
-  if (r.deprecated) line_ += R"(,"deprecated":true)"sv;
-  line_ += R"(,"duration_ms":)"sv;
-  append_number(std::round(r.duration_ms * 1000) / 1000);
-  line_ += R"(,"key_id":)"sv;
-  append_optional_string(r.key_id);
-  line_ += R"(,"method":)"sv;
-  append_string(r.method);
-  line_ += R"(,"owner":)"sv;
-  append_optional_string(r.owner);
-  line_ += R"(,"path":)"sv;
-  append_string(path);
-  line_ += R"(,"reason":)"sv;
-  append_optional_string(r.reason);
-  line_ += R"(,"request_id":)"sv;
-  append_string(r.request_id);
-  line_ += R"(,"shadow_reason":)"sv;
-  append_optional_string(r.shadow_reason);
-  line_ += R"(,"status":)"sv;
-  append_integer(static_cast<std::int64_t>(r.status));
-  line_ += R"(,"time":")"sv;
-  append_time(now);
-  line_ += R"(","type":"access","upstream_ms":)"sv;
-  if (r.upstream_ms < 0)
-    line_ += "null"sv;
-  else
-    append_number(std::round(r.upstream_ms * 1000) / 1000);
-  line_ += "}\n"sv;
+  // them, written straight into the buffer (appending piece by piece to a
+  // std::string, each append checking its room, was most of the line's cost).
+  line_.resize_and_overwrite(most, [&](char* begin, std::size_t) {
+    Cursor c(begin, *json_);
+    c.literal(R"({"bytes_in":)");
+    c.integer(r.bytes_in);
+    c.literal(R"(,"bytes_out":)");
+    c.integer(r.bytes_out);
+    c.literal(R"(,"client_ip":)");
+    c.string(r.client_ip);
+    if (r.deprecated) c.literal(R"(,"deprecated":true)");
+    c.literal(R"(,"duration_ms":)");
+    c.milliseconds(r.duration_ms);
+    c.literal(R"(,"key_id":)");
+    c.optional_string(r.key_id);
+    c.literal(R"(,"method":)");
+    c.string(r.method);
+    c.literal(R"(,"owner":)");
+    c.optional_string(r.owner);
+    c.literal(R"(,"path":)");
+    c.string(path);
+    c.literal(R"(,"reason":)");
+    c.optional_string(r.reason);
+    c.literal(R"(,"request_id":)");
+    c.string(r.request_id);
+    c.literal(R"(,"shadow_reason":)");
+    c.optional_string(r.shadow_reason);
+    c.literal(R"(,"status":)");
+    c.integer(static_cast<std::int64_t>(r.status));
+    c.literal(R"(,"time":")");
+    c.bytes(time_text(now));
+    c.literal(R"(","type":"access","upstream_ms":)");
+    if (r.upstream_ms < 0)
+      c.literal("null");
+    else
+      c.milliseconds(r.upstream_ms);
+    c.literal("}\n");
+    return static_cast<std::size_t>(c.end() - begin);
+  });
   return line_;
 }
 
 // RFC 3339 UTC with milliseconds, as format_time() writes it.
-void AccessLineRenderer::append_time(UnixMillis now) {
+std::string_view AccessLineRenderer::time_text(UnixMillis now) {
   using namespace std::chrono;
   const sys_time<milliseconds> t{milliseconds(now)};
   const sys_seconds second = floor<seconds>(t);
@@ -95,62 +233,22 @@ void AccessLineRenderer::append_time(UnixMillis now) {
     const year_month_day ymd{day};
     const hh_mm_ss hms{second - day};
     const auto written =
-        fmt::format_to_n(seconds_text_.data(), seconds_text_.size(),
+        fmt::format_to_n(time_text_.data(), time_text_.size() - kFractionLength,
                          "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", static_cast<int>(ymd.year()),
                          static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
                          hms.hours().count(), hms.minutes().count(), hms.seconds().count());
-    seconds_length_ = std::min(written.size, seconds_text_.size());
+    seconds_length_ = std::min(written.size, time_text_.size() - kFractionLength);
     second_ = second.time_since_epoch().count();
     ++time_formats_;
   }
-  line_.append(seconds_text_.data(), seconds_length_);
   const auto ms = static_cast<unsigned>((t - second).count());
-  const char fraction[] = {'.', static_cast<char>('0' + ms / 100),
-                           static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10),
-                           'Z'};
-  line_.append(fraction, sizeof fraction);
-}
-
-// JSON escaping changes only '"', '\\' and control characters, and dump()
-// with ensure_ascii off only replaces invalid UTF-8: a string with none of
-// these bytes (and none at or above 0x80) is its own escaped form. Most fields
-// are such strings (ids, addresses, methods), and copying them as they are
-// halves the line's cost; anything else goes through nlohmann.
-void AccessLineRenderer::append_string(std::string_view s) {
-  const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u >= 0x20 && u < 0x80 && c != '"' && c != '\\';
-  });
-  if (plain) {
-    line_ += '"';
-    line_ += s;
-    line_ += '"';
-    return;
-  }
-  json_->text.get_ref<nlohmann::json::string_t&>().assign(s);
-  json_->serializer.dump(json_->text, false, false, 0);
-}
-
-void AccessLineRenderer::append_integer(std::int64_t v) {
-  const fmt::format_int text(v);
-  line_.append(text.data(), text.size());
-}
-
-void AccessLineRenderer::append_integer(std::uint64_t v) {
-  const fmt::format_int text(v);
-  line_.append(text.data(), text.size());
-}
-
-void AccessLineRenderer::append_optional_string(std::string_view s) {
-  if (s.empty())
-    line_ += "null"sv;
-  else
-    append_string(s);
-}
-
-void AccessLineRenderer::append_number(double v) {
-  json_->number.get_ref<nlohmann::json::number_float_t&>() = v;
-  json_->serializer.dump(json_->number, false, false, 0);
+  char* fraction = time_text_.data() + seconds_length_;
+  fraction[0] = '.';
+  fraction[1] = static_cast<char>('0' + ms / 100);
+  fraction[2] = static_cast<char>('0' + ms / 10 % 10);
+  fraction[3] = static_cast<char>('0' + ms % 10);
+  fraction[4] = 'Z';
+  return {time_text_.data(), seconds_length_ + kFractionLength};
 }
 
 AccessLogWriter::AccessLogWriter(int fd, std::size_t capacity, std::chrono::milliseconds gather)

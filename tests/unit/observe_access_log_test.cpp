@@ -255,6 +255,31 @@ TEST(AccessLineRenderer, MatchesNlohmannDumpOnFuzzedRecords) {
   }
 }
 
+// Durations are written by the renderer's own digits, not nlohmann's dtoa:
+// they must still be nlohmann's bytes, at the edges of rounding (half a
+// microsecond), for whole numbers ("2.0"), trailing zeros, large values, and
+// the values it hands back to nlohmann (negative, -0, NaN, infinity, huge).
+TEST(AccessLineRenderer, DurationsAreWhatNlohmannWrites) {
+  std::vector<double> values = {
+      0,    0.0004, 0.0005, 0.0015,  0.001,    0.01,         0.1,      0.5,      1,
+      2,    10.5,   10.05,  10.005,  123.4565, 1e6,          1e9,      1e12,     1e12 + 0.5,
+      1e15, 1e18,   -0.0,   -0.0004, -1.5,     std::nan(""), INFINITY, -INFINITY};
+  for (std::uint64_t k = 0; k < 20000; ++k) values.push_back(static_cast<double>(k) / 1000);
+  std::mt19937_64 gen(20261202);
+  for (int i = 0; i < 20000; ++i) {
+    values.push_back(std::uniform_real_distribution<double>(0, 1e12)(gen));
+    values.push_back(std::ldexp(std::uniform_real_distribution<double>(0, 1)(gen),
+                                std::uniform_int_distribution<int>(-30, 50)(gen)));
+  }
+  AccessLineRenderer renderer;
+  AccessRecord r = valid_request();
+  for (double v : values) {
+    r.duration_ms = v;
+    r.upstream_ms = v;
+    ASSERT_EQ(renderer.render(r, kNow, true), reference_json(r, kNow)) << v;
+  }
+}
+
 TEST(AccessLineRenderer, TextLine) {
   AccessRecord r = valid_request();
   EXPECT_EQ(AccessLineRenderer().render(r, kNow, false),

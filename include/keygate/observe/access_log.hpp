@@ -49,18 +49,16 @@ class AccessLineRenderer {
   std::uint64_t time_formats() const { return time_formats_; }
 
  private:
-  struct Json;  // nlohmann's serializer, writing into line_
-  void append_time(UnixMillis now);
-  void append_string(std::string_view s);
-  void append_optional_string(std::string_view s);  // null when empty
-  void append_number(double v);
-  void append_integer(std::int64_t v);
-  void append_integer(std::uint64_t v);
+  struct Json;   // nlohmann's serializer, for what needs escaping
+  class Cursor;  // writes the JSON line into line_'s buffer
+  // "YYYY-MM-DDTHH:MM:SS.mmmZ" for `now`; valid until the next call.
+  std::string_view time_text(UnixMillis now);
 
+  static constexpr std::size_t kFractionLength = 5;  // ".mmmZ"
   std::string line_;
   std::unique_ptr<Json> json_;
   std::int64_t second_ = std::numeric_limits<std::int64_t>::min();
-  std::array<char, 32> seconds_text_{};
+  std::array<char, 32> time_text_{};  // the second's text, then the fraction
   std::size_t seconds_length_ = 0;
   std::uint64_t time_formats_ = 0;
 };
