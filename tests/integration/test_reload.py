@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import unittest
@@ -129,25 +130,36 @@ class ReloadNeverKills(GatewayTest):
 
 class SignalsDuringStartUp(GatewayTest):
     """Once keygate has written a line, a signal is handled, not fatal: a SIGHUP
-    sent while it still applies the store's migrations (a fresh file: one line
-    and a commit each) is a reload once it serves; a SIGTERM stops it at once. The
-    handler was installed only after the "listening" line, so an orchestrator's
-    early SIGHUP killed it (the harness's reload tests saw it under ASan)."""
+    sent while it still opens its store is a reload once it serves; a SIGTERM
+    stops it at once. The handler was installed only after the "listening"
+    line, so an orchestrator's early SIGHUP killed it (the harness's reload
+    tests saw it under ASan).
 
-    def start_and_signal_at_first_line(self, sig):
-        g = self.gateway(start=False)
+    The test holds start-up where it wants it: its own exclusive lock on the
+    store's (new) SQLite file makes keygate wait in its busy handler (5 s)
+    after its first line (the short admin token's warning). The signal is
+    sent there, and the lock released. (Waiting for a migration's line and
+    signalling then raced a fast start: ~1 run in 4 under ctest -j2 was
+    already listening, and a SIGTERM was then a clean stop, exit 0.)"""
+
+    def start_and_signal_while_starting(self, sig):
+        g = self.gateway(start=False, config={"admin": {"token": "short-token"}})
+        lock = sqlite3.connect(g.db, isolation_level=None)
+        self.addCleanup(lock.close)
+        lock.execute("BEGIN EXCLUSIVE")
         g.out = open(os.path.join(g.tmp, "stdout.log"), "wb")
         g.err = open(os.path.join(g.tmp, "stderr.log"), "wb")
         g.proc = subprocess.Popen([KEYGATE, "serve", "--config", g.config_path],
                                   stdout=g.out, stderr=g.err, env=g.env)
         first_line = lambda: os.path.getsize(os.path.join(g.tmp, "stderr.log")) > 0
-        self.assertTrue(wait_until(first_line, timeout=30, step=0.0005), g.logs())
+        self.assertTrue(wait_until(first_line, timeout=30, step=0.001), g.logs())
+        self.assertIn("admin.token is shorter", g.logs())
         g.proc.send_signal(sig)
-        self.assertIn("applied migration", g.logs())  # the signal came during start-up
+        lock.execute("COMMIT")
         return g
 
     def test_sighup_while_starting_is_a_reload(self):
-        g = self.start_and_signal_at_first_line(signal.SIGHUP)
+        g = self.start_and_signal_while_starting(signal.SIGHUP)
         self.assertTrue(wait_until(g._live, timeout=30), "keygate died:\n" + g.logs())
         self.assertTrue(wait_until(lambda: g.metric("keygate_config_generation") == 2, 10),
                         g.logs())
@@ -156,8 +168,9 @@ class SignalsDuringStartUp(GatewayTest):
 
     def test_sigterm_while_starting_stops_at_once(self):
         # Nothing to drain yet: the start is abandoned, not finished first.
-        g = self.start_and_signal_at_first_line(signal.SIGTERM)
+        g = self.start_and_signal_while_starting(signal.SIGTERM)
         self.assertEqual(g.proc.wait(30), -signal.SIGTERM, g.logs())
+        self.assertNotIn("applied migration", g.logs())
         self.assertNotIn('"msg":"listening"', g.logs())
 
 
