@@ -44,13 +44,22 @@ bool Cidr::contains(const ip::address& a) const {
   return ip::make_network_v6(probe.to_v6(), prefix).canonical().address() == network;
 }
 
-bool any_contains(const std::vector<Cidr>& nets, std::string_view ip_text) {
+std::optional<ip::address> parse_address(std::string_view text) {
   boost::system::error_code ec;
-  auto a = ip::make_address(std::string(ip_text), ec);
-  if (ec) return false;
+  auto a = ip::make_address(std::string(text), ec);
+  if (ec) return std::nullopt;
+  return a;
+}
+
+bool any_contains(const std::vector<Cidr>& nets, const ip::address& a) {
   for (const auto& n : nets)
     if (n.contains(a)) return true;
   return false;
+}
+
+bool any_contains(const std::vector<Cidr>& nets, std::string_view ip_text) {
+  auto a = parse_address(ip_text);
+  return a && any_contains(nets, *a);
 }
 
 }  // namespace keygate

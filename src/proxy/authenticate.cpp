@@ -36,7 +36,8 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
   // Resolved once here; the 403s below, the plan gate and the rate limit reuse it.
   ctx.policy = resolve_policy(k, rt.config);
   ctx.plan = ctx.policy.plan->name;
-  if (!k.allowed_nets().empty() && !any_contains(k.allowed_nets(), ctx.client_ip))
+  if (!k.allowed_nets().empty() &&
+      (!ctx.client_address() || !any_contains(k.allowed_nets(), *ctx.client_address())))
     return errors::forbidden("ip", "This API key may not be used from this IP address.");
   if (ctx.route) {
     std::vector<std::string> missing;

@@ -242,6 +242,25 @@ TEST(Credentials, SourcesConflictsAndMalformed) {
       "Missing API key. Pass it as 'Authorization: Bearer <key>' or in the X-Api-Key header.");
 }
 
+// One Context, request after request (as on a connection), the client's
+// address changing between them (as X-Forwarded-For may): the parsed address
+// it keeps follows each request's client.
+TEST(Authenticate, AllowedNetworksFollowTheClientOfEachRequest) {
+  World w;
+  auto key = w.add([](KeyRecord& r) { r.allowed_ips = {"10.0.0.0/8"}; });
+  Context reused;
+  for (const char* ip : {"10.9.9.9", "127.0.0.1", "10.1.1.1", "not-an-ip", "10.1.1.1"}) {
+    reused.clear();
+    const bool allowed = std::string_view(ip).starts_with("10.");
+    auto v = w.with_key(key, "/v1/x", &reused, ip);
+    EXPECT_EQ(v.forward, allowed) << ip;
+    EXPECT_EQ(v.status, allowed ? 200 : 403) << ip;
+    if (!allowed) {
+      EXPECT_EQ(reason_of(v), "ip") << ip;
+    }
+  }
+}
+
 TEST(Authenticate, EveryReason) {
   World w(R"(
 plans:

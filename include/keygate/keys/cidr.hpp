@@ -1,6 +1,7 @@
 #pragma once
 // IP allow-lists: "10.0.0.0/8", "2001:db8::/32" or a single address.
 #include <expected>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,9 @@ struct Cidr {
 };
 
 std::expected<Cidr, std::string> parse_cidr(std::string_view text);
-bool any_contains(const std::vector<Cidr>& nets, std::string_view ip);
+// An IPv4 or IPv6 address as written (no port, no brackets); nullopt otherwise.
+std::optional<boost::asio::ip::address> parse_address(std::string_view text);
+bool any_contains(const std::vector<Cidr>& nets, const boost::asio::ip::address& a);
+bool any_contains(const std::vector<Cidr>& nets, std::string_view ip);  // false if not an address
 
 }  // namespace keygate

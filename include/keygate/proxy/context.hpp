@@ -11,6 +11,7 @@
 
 #include "keygate/config/config.hpp"
 #include "keygate/core/arena.hpp"
+#include "keygate/keys/cidr.hpp"
 #include "keygate/keys/key_index.hpp"
 #include "keygate/proxy/normalize.hpp"
 #include "keygate/ratelimit/rate_limiter.hpp"
@@ -98,6 +99,16 @@ struct Context : RequestState {
     key->assign(k);
     return *key;
   }
+  // client_ip as an address (nullopt if it is not one), parsed when it
+  // changes: on a connection it is the same peer request after request.
+  const std::optional<boost::asio::ip::address>& client_address() {
+    if (client_address_.text != client_ip) {
+      client_address_.text = client_ip;
+      client_address_.address = parse_address(client_ip);
+    }
+    return client_address_.address;
+  }
+
   // Not authenticated after all: no key, its buffers kept for the next one.
   void release_key() {
     if (!key) return;
@@ -113,11 +124,20 @@ struct Context : RequestState {
   std::string shadow_reason;  // shadow mode: the reason it would have been refused
   std::string admin_target;   // self-service: the admin API route and query it maps to
   AuthKey spare_key;          // the buffers hold_key() reuses; never a request's key
+
+ private:
+  // Keyed by its text, so right whatever clear() does; kept across requests.
+  struct ParsedAddress {
+    std::string text;
+    std::optional<boost::asio::ip::address> address;
+  } client_address_;
 };
 // A member added to Context itself (not RequestState) must be reset in
 // clear(): this fails until it is, and counted here.
 static_assert(sizeof(Context) == sizeof(RequestState) + 6 * sizeof(std::string) +
-                                     sizeof(NormalizedTarget) + sizeof(AuthKey),
+                                     sizeof(NormalizedTarget) + sizeof(AuthKey) +
+                                     sizeof(std::string) +
+                                     sizeof(std::optional<boost::asio::ip::address>),
               "a member added to Context must be reset in Context::clear()");
 
 }  // namespace keygate
