@@ -181,9 +181,7 @@ class ProxySession {
     svc_.metrics.connection_opened();
     bool ready = true;  // (no co_await inside || : another g++ 12 coroutine pitfall)
     if (stream_.tls()) ready = co_await handshake();
-    while (ready && !svc_.state.draining.load(std::memory_order_relaxed)) {
-      if (!co_await serve_one()) break;
-    }
+    if (ready) co_await serve_requests();
     boost::system::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.close();
@@ -223,108 +221,126 @@ class ProxySession {
     co_return !hec;
   }
 
-  // Waits for the first byte of the next request; idle connections are listed
-  // so a drain can close them.
-  awaitable<bool> wait_for_request(const Config& cfg) {
-    if (buffer_.size() > 0) co_return true;
-    const auto space = buffer_.prepare(16 * 1024);
+  // Whether the first bytes of the next request are in buffer_: already
+  // there (a client that sent it before our reply reached it) or not, told
+  // without a system call when the reactor knows (read_readiness.hpp).
+  enum class Arrival { here, closed, wait };
+  static constexpr std::size_t kRequestRead = 16 * 1024;
+  Arrival request_arrival() {
+    if (buffer_.size() > 0) return Arrival::here;
     boost::system::error_code ec;
-    // Already there (a client that sent it before our reply reached it) or
-    // not, told without a system call when the reactor knows (read_readiness.hpp).
-    if (const std::size_t n = stream_.read_now(space, ec)) {
+    if (const std::size_t n = stream_.read_now(buffer_.prepare(kRequestRead), ec)) {
       buffer_.commit(n);
-      co_return true;
+      return Arrival::here;
     }
-    if (ec) co_return false;
+    return ec ? Arrival::closed : Arrival::wait;
+  }
+  // Before and after waiting for a request: idle connections are listed so
+  // a drain can close them.
+  void start_waiting(const Config& cfg) {
     stream_.expires_after(first_ ? cfg.limits.header_timeout : cfg.limits.idle_timeout);
     idle_.socket = &stream_.socket();
     w_.idle.push_back(idle_);
-    auto [rec, n] = co_await stream_.async_read_some(space, use_tuple);
+  }
+  bool request_read(const boost::system::error_code& ec, std::size_t n) {
     idle_.unlink();
-    if (rec) co_return false;
-    stream_.read_completed(n, space.size());
+    if (ec) return false;
+    stream_.read_completed(n, kRequestRead);
     buffer_.commit(n);
-    co_return true;
+    return true;
   }
 
+  // The connection's requests, one after another, in one coroutine: a
+  // coroutine per request (and one each for the wait and the local reply)
+  // cost its frame, push, resumption and pop, ~250 instructions apiece.
   // Only what must outlive a co_await is a local here (it lives in the
   // coroutine's frame): the verdict, the outcome and the rate query are
   // members, and what is decided without I/O is done in plain member
-  // functions. Asio recycles a frame of at most 1020 bytes (it keeps a
-  // block's size in one byte, in 4-byte units); a bigger one was a malloc per
-  // request, and so was every Verdict, Error and Admission held here before.
-  awaitable<bool> serve_one() {
-    RuntimePtr rt = w_.runtime;  // this request keeps its config generation
-    const Config& cfg = rt->config;
-    if (!co_await wait_for_request(cfg)) co_return false;
-    first_ = false;
-    const auto start = std::chrono::steady_clock::now();
+  // functions (a Verdict, Error or Admission held here was a malloc per
+  // request when the frame was a request's).
+  awaitable<void> serve_requests() {
+    while (!svc_.state.draining.load(std::memory_order_relaxed)) {
+      RuntimePtr rt = w_.runtime;  // this request keeps its config generation
+      const Config& cfg = rt->config;
+      if (const Arrival arrival = request_arrival(); arrival != Arrival::here) {
+        if (arrival == Arrival::closed) break;
+        start_waiting(cfg);
+        auto [rec, rn] = co_await stream_.async_read_some(buffer_.prepare(kRequestRead), use_tuple);
+        if (!request_read(rec, rn)) break;
+      }
+      first_ = false;
+      const auto start = std::chrono::steady_clock::now();
 
-    // Declared before the parser, which allocates from it.
-    ArenaLease arena(w_.arenas);
-    RequestParser parser(std::piecewise_construct, std::make_tuple(),
-                         std::make_tuple(arena.allocator()));
-    parser.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_bytes));
-    parser.body_limit(cfg.limits.max_body_bytes);
-    stream_.expires_at(start + cfg.limits.header_timeout);
-    boost::system::error_code ec;
-    if (parse_buffered(parser, buffer_, ec)) {
-      // The whole request came in one read: the next read waits for epoll.
-      // (A client that half-closed after it is then seen at the idle timeout.)
-      if (!ec && parser.is_done()) stream_.mark_drained();
-    } else {
-      auto [rec, rn] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
-      ec = rec;
-    }
-    // The head is in: its deadline ends here (every later read or write on
-    // this connection sets its own). Left armed, it closed the connection while
-    // a slow upstream was still within upstream.timeout.
-    if (!ec) stream_.expires_never();
-    head_ = !ec && parser.get().method() == http::verb::head;
+      // Declared before the parser, which allocates from it.
+      ArenaLease arena(w_.arenas);
+      RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                           std::make_tuple(arena.allocator()));
+      parser.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_bytes));
+      parser.body_limit(cfg.limits.max_body_bytes);
+      stream_.expires_at(start + cfg.limits.header_timeout);
+      boost::system::error_code ec;
+      if (parse_buffered(parser, buffer_, ec)) {
+        // The whole request came in one read: the next read waits for epoll.
+        // (A client that half-closed after it is then seen at the idle timeout.)
+        if (!ec && parser.is_done()) stream_.mark_drained();
+      } else {
+        auto [rec, rn] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
+        ec = rec;
+      }
+      // The head is in: its deadline ends here (every later read or write on
+      // this connection sets its own). Left armed, it closed the connection while
+      // a slow upstream was still within upstream.timeout.
+      if (!ec) stream_.expires_never();
+      head_ = !ec && parser.get().method() == http::verb::head;
 
-    // One context per connection, cleared per request: its strings keep their capacity.
-    ctx_.clear();
-    outcome_ = Outcome{};
-    Pipeline pipeline(*rt, svc_.index, *w_.limits, &svc_.usage, svc_.state, &w_.replies);
-    if (ec) {
-      // A slow or vanished client is just cut off; a malformed one gets told why.
-      if (timed_out(ec) || ec == asio::error::eof || ec == http::error::end_of_stream ||
-          ec == asio::error::connection_reset || ec == http::error::partial_message)
-        co_return false;
-      reply_to_unreadable_head(ec, cfg, pipeline);
-      co_await write_local(verdict_, *rt, false, 11);
-      finish(ctx_, "-", "-", outcome_, start);
-      co_return false;
-    }
+      // One context per connection, cleared per request: its strings keep their capacity.
+      ctx_.clear();
+      outcome_ = Outcome{};
+      Pipeline pipeline(*rt, svc_.index, *w_.limits, &svc_.usage, svc_.state, &w_.replies);
+      if (ec) {
+        // A slow or vanished client is just cut off; a malformed one gets told why.
+        if (timed_out(ec) || ec == asio::error::eof || ec == http::error::end_of_stream ||
+            ec == asio::error::connection_reset || ec == http::error::partial_message)
+          break;
+        reply_to_unreadable_head(ec, cfg, pipeline);
+        co_await write_local(verdict_, *rt, false, 11);
+        finish(ctx_, "-", "-", outcome_, start);
+        break;
+      }
 
-    auto& req = parser.get();
-    choose_request_id(req["X-Request-Id"], ctx_.request_id);
-    const std::string_view method = req.method_string();  // lives as long as the parser
-    // The target is rewritten before the access log is written: the one sent
-    // (the log drops its query string).
-    std::string_view path;
-    if (log::access_enabled()) path = req.target();
-    if (refuse_framing(req, pipeline)) {
-      // The body's extent is in doubt: never read on, or it becomes the next request.
-      co_await write_local(verdict_, *rt, false, req.version());
+      auto& req = parser.get();
+      choose_request_id(req["X-Request-Id"], ctx_.request_id);
+      const std::string_view method = req.method_string();  // lives as long as the parser
+      // The target is rewritten before the access log is written: the one sent
+      // (the log drops its query string).
+      std::string_view path;
+      if (log::access_enabled()) path = req.target();
+      if (refuse_framing(req, pipeline)) {
+        // The body's extent is in doubt: never read on, or it becomes the next request.
+        co_await write_local(verdict_, *rt, false, req.version());
+        finish(ctx_, method, path, outcome_, start);
+        break;
+      }
+      if (!admit(req, pipeline)) co_await ask_rate_limit_backend(pipeline);
+      // The parser's flags, not req.keep_alive(), which parses the Connection list again.
+      bool keep = parser.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
+      if (verdict_.self_service) co_await serve_self_service(parser, pipeline, cfg);
+      if (!verdict_.forward) {
+        keep = keep && parser.is_done();  // an unread body: the connection cannot continue
+        outcome_.status = verdict_.status;
+        outcome_.bytes_out = verdict_.body.size();
+        // write_local, inlined for the hot 401/429 path.
+        Written written = write_local_now(verdict_, *rt, keep, req.version());
+        if (written == Written::pending) written = co_await write_rest(cfg);
+        w_.replies.give(std::move(verdict_.body));
+        finish(ctx_, method, path, outcome_, start);
+        if (written != Written::all || !keep) break;
+        continue;
+      }
+      const bool again = co_await forward(parser, ctx_, arena, *rt, pipeline, keep, outcome_);
       finish(ctx_, method, path, outcome_, start);
-      co_return false;
+      if (!again) break;
     }
-    if (!admit(req, pipeline)) co_await ask_rate_limit_backend(pipeline);
-    // The parser's flags, not req.keep_alive(), which parses the Connection list again.
-    bool keep = parser.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
-    if (verdict_.self_service) co_await serve_self_service(parser, pipeline, cfg);
-    if (!verdict_.forward) {
-      keep = keep && parser.is_done();  // an unread body: the connection cannot continue
-      outcome_.status = verdict_.status;
-      outcome_.bytes_out = verdict_.body.size();
-      const bool ok = co_await write_local(verdict_, *rt, keep, req.version());
-      finish(ctx_, method, path, outcome_, start);
-      co_return (ok && keep);
-    }
-    const bool again = co_await forward(parser, ctx_, arena, *rt, pipeline, keep, outcome_);
-    finish(ctx_, method, path, outcome_, start);
-    co_return again;
   }
 
   // The head could not be read (too large, malformed): verdict_ says why.
@@ -382,6 +398,16 @@ class ProxySession {
   // challenge, X-Request-Id, rate-limit headers, length, connection) and the
   // body, in one write. The body's string goes back to the thread's cache.
   awaitable<bool> write_local(Verdict& v, const Runtime& rt, bool keep_alive, unsigned version) {
+    Written w = write_local_now(v, rt, keep_alive, version);
+    if (w == Written::pending) w = co_await write_rest(rt.config);
+    w_.replies.give(std::move(v.body));
+    co_return w == Written::all;
+  }
+
+  // write_local's part that needs no waiting: the reply rendered into
+  // reply_head_ and reply_frame_, and written if the socket takes it all.
+  enum class Written { all, failed, pending };
+  Written write_local_now(Verdict& v, const Runtime& rt, bool keep_alive, unsigned version) {
     reply_head_.clear();
     wire::status_line(reply_head_, version, static_cast<unsigned>(v.status));
     const std::int64_t now_s = epoch_seconds(ctx_.decided_at());
@@ -394,17 +420,18 @@ class ProxySession {
     reply_head_.push_back('\r');
     reply_head_.push_back('\n');
     // The answer to HEAD is the head alone (with the length a GET would get).
-    wire::Frame frame;
-    frame.head(reply_head_);
-    if (!head_) frame.data(v.body.data(), v.body.size(), false);
+    reply_frame_ = wire::Frame{};
+    reply_frame_.head(reply_head_);
+    if (!head_) reply_frame_.data(v.body.data(), v.body.size(), false);
     boost::system::error_code ec;
-    if (!write_now(stream_, frame, ec)) {
-      stream_.expires_after(rt.config.limits.idle_timeout);
-      auto [wec, wn] = co_await asio::async_write(stream_, frame.buffers(), use_tuple);
-      ec = wec;
-    }
-    w_.replies.give(std::move(v.body));
-    co_return !ec;
+    if (!write_now(stream_, reply_frame_, ec)) return Written::pending;
+    return ec ? Written::failed : Written::all;
+  }
+  // What the socket did not take of reply_frame_.
+  awaitable<Written> write_rest(const Config& cfg) {
+    stream_.expires_after(cfg.limits.idle_timeout);
+    auto [ec, n] = co_await asio::async_write(stream_, reply_frame_.buffers(), use_tuple);
+    co_return ec ? Written::failed : Written::all;
   }
 
   // Local error after the request was accepted for forwarding.
@@ -732,6 +759,7 @@ class ProxySession {
   // Reused across the connection's requests (their capacity kept): the head
   // going upstream, the head going to the client, the gateway's response fields.
   std::string request_head_, reply_head_;
+  wire::Frame reply_frame_;  // a local reply being written (reply_head_ and the body)
   HeaderList edits_;
   IdleConnection idle_;  // listed in the worker while waiting for a request
   bool first_ = true;
