@@ -71,7 +71,7 @@ Admission Pipeline::admit(const RequestView& sent, Context& ctx) const {
     auto original = original_request(sent, ctx.target, rt_.config.forward_auth, options);
     if (!original) return {reply(original.error(), ctx)};
     ctx.mode = Context::Mode::forward_auth;
-    method = original->method;
+    method = ctx.judged_method = original->method;
     ctx.target = std::move(original->target);
   }
   const RequestView req{method, ctx.target.target, sent.fields};

@@ -738,6 +738,11 @@ class ProxySession {
     meter_request(ctx, o.status);
     if (!ctx.shadow_reason.empty()) svc_.metrics.count_shadow_denied(ctx.shadow_reason);
     if (!log::access_enabled()) return;
+    // A forward-auth check is logged as the request it was about.
+    if (ctx.mode == Context::Mode::forward_auth) {
+      method = ctx.judged_method;
+      path = ctx.target.target;
+    }
     log::access({ctx.request_id, ctx.client_ip, method, path, ctx.reason,
                  ctx.key ? ctx.key->id() : std::string_view{},
                  ctx.key ? ctx.key->owner() : std::string_view{}, o.status, o.bytes_in, o.bytes_out,

@@ -251,6 +251,21 @@ class ForwardAuthAnswers(GatewayTest):
         self.assertEnvelope(r, 401, "AUTH_ERROR", "missing")
         self.assertEqual(r.header("www-authenticate"), 'Bearer realm="keygate"')
 
+    def test_a_check_is_logged_as_the_request_it_was_about(self):
+        # Was logged as the check itself (GET, or HEAD from the shipped nginx
+        # config, on /_keygate/auth): every line alike, whatever was asked.
+        g = self.gateway({"forward_auth": {"path": "/_keygate/auth"}})
+        k = g.create_key("--name", "fa-log")
+        for method, uri, key in (("POST", "/v1/orders?token=secret", k["key"]),
+                                 ("DELETE", "/v1/orders/7", None)):
+            headers = {"X-Forwarded-Method": method, "X-Forwarded-Uri": uri}
+            if key:
+                headers["X-Api-Key"] = key
+            g.request("HEAD", "/_keygate/auth", headers=headers)
+        self.assertTrue(wait_until(lambda: len(g.access_log()) >= 2, timeout=10), g.logs())
+        lines = [(e["method"], e["path"], e["status"]) for e in g.access_log()]
+        self.assertEqual(lines, [("POST", "/v1/orders", 200), ("DELETE", "/v1/orders/7", 401)])
+
     def test_credits_are_spent_and_the_credits_429_answered(self):
         g = self.gateway({"forward_auth": {"path": "/_keygate/auth"}})
         k = g.create_key("--name", "fa-credits", "--credits", "1")

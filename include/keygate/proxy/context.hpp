@@ -48,6 +48,9 @@ struct RequestState {
   enum class Mode { proxy, forward_auth, self_service };
 
   Mode mode = Mode::proxy;
+  // Forward auth: the method judged (X-Forwarded-Method or the like), a view
+  // into the check's fields; the judged target is `target`.
+  std::string_view judged_method;
   const Route* route = nullptr;
   std::optional<Credential> credential;
   std::optional<AuthKey> key;    // set once authenticated
