@@ -5,15 +5,14 @@
 // durations from integers; a mistake there is a forged or broken log line.
 // Input: eight strings separated by NUL (request id, client IP, method, path,
 // reason, key id, owner, shadow reason), then the rest as numbers.
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "../unit/access_line_reference.hpp"
 #include "fuzz_check.hpp"
 #include "keygate/core/time.hpp"
 #include "keygate/observe/access_log.hpp"
@@ -22,31 +21,6 @@ using namespace keygate;
 using fuzz::check;
 
 namespace {
-
-std::string reference(const log::AccessRecord& r, UnixMillis now) {
-  auto opt = [](std::string_view s) {
-    return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s);
-  };
-  nlohmann::json j = {
-      {"time", format_time(now)},
-      {"type", "access"},
-      {"request_id", r.request_id},
-      {"client_ip", r.client_ip},
-      {"method", r.method},
-      {"path", r.path.substr(0, r.path.find('?'))},
-      {"status", r.status},
-      {"reason", opt(r.reason)},
-      {"key_id", opt(r.key_id)},
-      {"owner", opt(r.owner)},
-      {"bytes_in", r.bytes_in},
-      {"bytes_out", r.bytes_out},
-      {"duration_ms", std::round(r.duration_ms * 1000) / 1000},
-      {"upstream_ms", r.upstream_ms < 0 ? nlohmann::json(nullptr)
-                                        : nlohmann::json(std::round(r.upstream_ms * 1000) / 1000)},
-      {"shadow_reason", opt(r.shadow_reason)}};
-  if (r.deprecated) j["deprecated"] = true;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
 
 template <class T>
 T take(std::string_view& rest) {
@@ -80,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   static log::AccessLineRenderer renderer;  // reused, as per thread in the gateway
   const std::string_view line = renderer.render(r, now, true);
-  const std::string want = reference(r, now);
+  const std::string want = test_support::reference_json(r, now);
   check(line == want, "the line is nlohmann's dump of the record",
         std::string(line) + "\nwanted:\n" + want);
   return 0;

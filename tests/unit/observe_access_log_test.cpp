@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "access_line_reference.hpp"
 #include "keygate/core/time.hpp"
 #include "keygate/observe/access_log.hpp"
 
@@ -23,6 +24,7 @@ using namespace keygate;
 using keygate::log::AccessLineRenderer;
 using keygate::log::AccessLogWriter;
 using keygate::log::AccessRecord;
+using keygate::test_support::reference_json;
 
 // Allocations made by this thread (every operator new of the binary counts):
 // the renderer must make none once warm. (g++ flags malloc/free in a
@@ -47,35 +49,7 @@ namespace {
 
 constexpr UnixMillis kNow = 1795500123456;  // 2026-11-24T06:02:03.456Z
 
-// The line as log.cpp built it before the renderer: a nlohmann::json object
-// dumped with invalid UTF-8 replaced, and the text line by concatenation.
-// The renderer must write exactly these bytes.
-std::string reference_json(const AccessRecord& r, UnixMillis now) {
-  auto opt = [](std::string_view s) {
-    return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s);
-  };
-  std::string_view path = r.path.substr(0, r.path.find('?'));
-  nlohmann::json j = {
-      {"time", format_time(now)},
-      {"type", "access"},
-      {"request_id", r.request_id},
-      {"client_ip", r.client_ip},
-      {"method", r.method},
-      {"path", path},
-      {"status", r.status},
-      {"reason", opt(r.reason)},
-      {"key_id", opt(r.key_id)},
-      {"owner", opt(r.owner)},
-      {"bytes_in", r.bytes_in},
-      {"bytes_out", r.bytes_out},
-      {"duration_ms", std::round(r.duration_ms * 1000) / 1000},
-      {"upstream_ms", r.upstream_ms < 0 ? nlohmann::json(nullptr)
-                                        : nlohmann::json(std::round(r.upstream_ms * 1000) / 1000)},
-      {"shadow_reason", opt(r.shadow_reason)}};
-  if (r.deprecated) j["deprecated"] = true;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
-
+// The text line as log.cpp built it before the renderer, by concatenation.
 std::string reference_text(const AccessRecord& r, UnixMillis now) {
   char buf[64];
   std::snprintf(buf, sizeof buf, " %.3fms", r.duration_ms);
