@@ -29,6 +29,14 @@ std::string ConfigErrors::joined() const {
 
 namespace {
 
+// std::filesystem::exists(path) throws for anything but "not there" (a name
+// longer than the system allows, a directory it may not search): such a file
+// cannot be used either, and the loader reports it instead of its catch-all.
+bool file_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
+}
+
 // Every string of a config may end up in a JSON body or log line (error
 // templates, messages, names), and JSON text is UTF-8.
 bool is_utf8(std::string_view s) {
@@ -570,7 +578,7 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
       if (c.tls.cert.has_value() != c.tls.key.has_value())
         r.error(n, "tls.cert and tls.key must be set together");
       for (auto* f : {&c.tls.cert, &c.tls.key})
-        if (*f && !std::filesystem::exists(**f)) r.error(n, "tls: file not found: " + **f);
+        if (*f && !file_exists(**f)) r.error(n, "tls: file not found: " + **f);
     }
   }
   r.get_int(root["threads"], "threads", c.threads, 0, 256);
@@ -599,7 +607,7 @@ void read_config(Reader& r, const YAML::Node& root, Config& c) {
                 c.upstream.max_idle_connections, 0, 100000);
       r.get_bool(n["tls_verify"], "upstream.tls_verify", c.upstream.tls_verify);
       r.opt_str(n["ca_file"], "upstream.ca_file", c.upstream.ca_file);
-      if (c.upstream.ca_file && !std::filesystem::exists(*c.upstream.ca_file))
+      if (c.upstream.ca_file && !file_exists(*c.upstream.ca_file))
         r.error(n["ca_file"], "upstream.ca_file: file not found: " + *c.upstream.ca_file);
     }
   }

@@ -159,6 +159,15 @@ class Behaviour(ImportTest):
         self.assertIn("nothing imported", lines[-1])
         self.assertEqual(json.loads(g.cli("keys", "list", "--status", "all", "--json").stdout), [])
 
+    def test_a_file_name_too_long_is_a_usage_error_not_a_crash(self):
+        # std::filesystem::is_regular_file threw (File name too long) out of
+        # the option's check: the process died on an uncaught exception.
+        g = self.gateway(start=False)
+        path = "/" + "x" * 300
+        p = g.cli("keys", "import", "--file", path, check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn(f"--file: no such file: {path}", p.stderr)
+
     def test_duplicates_in_the_file_or_the_store_are_refused(self):
         g = self.gateway(start=False)
         key = "sk_" + rand(40)

@@ -211,6 +211,11 @@ TEST(ConfigErrors, EachValidationPath) {
   expect_error("upstream: {connect_timeout: 0s}", "at least 1ms", 1);
   expect_error("upstream: {tls_verify: maybe}", "true or false", 1);
   expect_error("upstream: {ca_file: /nonexistent.pem}", "file not found", 1);
+  // A name longer than the system allows: std::filesystem::exists threw, and
+  // the loader answered with its catch-all (found by fuzz_config in CI).
+  const std::string too_long = "/" + std::string(300, 'x') + ".pem";
+  expect_error("upstream: {ca_file: " + too_long + "}", "file not found", 1);
+  expect_error("tls: {cert: " + too_long + ", key: /dev/null}", "file not found", 1);
   expect_error("upstream: 5", "upstream must be a mapping", 1);
   expect_error("store: {sqlite: ''}", "must not be empty", 1);
   expect_error("keys: {environment: prod}", "live, test or null", 1);
