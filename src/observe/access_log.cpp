@@ -129,29 +129,30 @@ class AccessLineRenderer::Cursor {
   void milliseconds(double ms) {
     const double micros = std::round(ms * 1000);
     if (!(micros >= 0 && micros < 1e15) || std::signbit(micros)) {
-      json_.scratch.clear();
       json_.number.get_ref<nlohmann::json::number_float_t&>() = micros / 1000;
-      json_.serializer.dump(json_.number, false, false, 0);
-      bytes(json_.scratch);
-      return;
+      return dumped(json_.number);
     }
     const auto k = static_cast<std::uint64_t>(micros);
     integer(k / 1000);
     const auto fraction = static_cast<unsigned>(k % 1000);
-    const char digits[] = {'.', static_cast<char>('0' + fraction / 100),
-                           static_cast<char>('0' + fraction / 10 % 10),
-                           static_cast<char>('0' + fraction % 10)};
+    const char point_and_digits[] = {'.', static_cast<char>('0' + fraction / 100),
+                                     static_cast<char>('0' + fraction / 10 % 10),
+                                     static_cast<char>('0' + fraction % 10)};
     const std::size_t length = fraction % 100 == 0 ? 2 : fraction % 10 == 0 ? 3 : 4;
-    bytes(std::string_view(digits, length));
+    bytes(std::string_view(point_and_digits, length));
   }
 
  private:
   void digits(const fmt::format_int& text) { bytes({text.data(), text.size()}); }
   // Out of line: the common, plain case stays small.
   [[gnu::noinline]] void escaped_string(std::string_view s) {
-    json_.scratch.clear();
     json_.text.get_ref<nlohmann::json::string_t&>().assign(s);
-    json_.serializer.dump(json_.text, false, false, 0);
+    dumped(json_.text);
+  }
+  // `v` as nlohmann's serializer writes it.
+  void dumped(const nlohmann::json& v) {
+    json_.scratch.clear();
+    json_.serializer.dump(v, false, false, 0);
     bytes(json_.scratch);
   }
 
