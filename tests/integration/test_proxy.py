@@ -85,6 +85,47 @@ class Forwarding(GatewayTest):
         for name in ("x-secret-hop", "keep-alive", "proxy-authorization", "te"):
             self.assertNotIn(name, h)
 
+    def test_hop_by_hop_fields_of_the_response_removed(self):
+        # The upstream's hop-by-hop fields (the fixed list, and the names any of
+        # its Connection fields lists, wherever that field sits) end at the
+        # gateway; the others reach the client in order, repeats and a folded
+        # line included, and the gateway's X-Request-Id replaces the upstream's.
+        body = b'{"ok":true}'
+        head = (b"HTTP/1.1 200 OK\r\n"
+                b"Connection: keep-alive, X-Resp-Hop, Content-Length\r\n"
+                b"X-Resp-Hop: secret\r\n"
+                b"Keep-Alive: timeout=5\r\n"
+                b"Proxy-Connection: keep-alive\r\n"
+                b"Upgrade: h2c\r\n"
+                b"Trailer: X-T\r\n"
+                b"Set-Cookie: a=1\r\n"
+                b"X-Request-Id: from-upstream\r\n"
+                b"Set-Cookie: b=2\r\n"
+                b"X-Folded: first\r\n  second\r\n"
+                b"Connection: X-Late-Hop\r\n"
+                b"x-late-hop: 1\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body))
+        up = self.raw_upstream(lambda _u, conn, _head: conn.sendall(head + body))
+        g = self.gateway({**OPEN, "upstream": {"url": f"http://127.0.0.1:{up.port}"}})
+        out, closed = exchange(g.port, b"GET /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: client-1\r\n"
+                                       b"Connection: close\r\n\r\n")
+        self.assertTrue(closed)
+        got_head, _, got_body = out.partition(b"\r\n\r\n")
+        lines = got_head.decode().split("\r\n")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK")
+        fields = [tuple(line.split(": ", 1)) for line in lines[1:]]
+        names = [n.lower() for n, _ in fields]
+        for hop in ("x-resp-hop", "keep-alive", "proxy-connection", "upgrade", "trailer",
+                    "x-late-hop"):
+            self.assertNotIn(hop, names, got_head)
+        self.assertEqual([v for n, v in fields if n.lower() == "set-cookie"], ["a=1", "b=2"])
+        self.assertEqual([v for n, v in fields if n.lower() == "x-request-id"], ["client-1"])
+        self.assertEqual([v for n, v in fields if n.lower() == "x-folded"], ["first second"])
+        self.assertEqual([v for n, v in fields if n.lower() == "connection"], ["close"])
+        self.assertEqual([v for n, v in fields if n.lower() == "content-length"],
+                         [str(len(body))])
+        self.assertEqual(got_body, body)
+
     def test_streams_200mb_response_with_flat_memory(self):
         g = self.gateway(OPEN)
         base = rss_kb(g.proc.pid)
