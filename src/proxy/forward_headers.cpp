@@ -85,8 +85,8 @@ namespace {
 // returns true. Every Connection field counts, wherever it sits in the head.
 // close and keep-alive are options, not names; framing fields are never
 // dropped this way (whoever writes the head decides the framing).
-template <class Fn>
-bool any_connection_name(const Fields& f, Fn&& fn) {
+template <class Head, class Fn>
+bool any_connection_name(const Head& f, Fn&& fn) {
   for (const auto& field : f) {
     if (field.name() != http::field::connection) continue;
     std::string_view v = field.value();
@@ -106,7 +106,8 @@ bool any_connection_name(const Fields& f, Fn&& fn) {
 
 }  // namespace
 
-HopByHop::HopByHop(const Fields& f) : fields_(&f) {
+template <class Head>
+BasicHopByHop<Head>::BasicHopByHop(const Head& f) : fields_(&f) {
   any_connection_name(f, [this](std::string_view tok) {
     if (count_ < kMaxNamed) named_[count_] = tok;
     ++count_;
@@ -114,7 +115,8 @@ HopByHop::HopByHop(const Fields& f) : fields_(&f) {
   });
 }
 
-bool HopByHop::operator()(const Fields::value_type& field) const {
+template <class Head>
+bool BasicHopByHop<Head>::operator()(const typename Head::value_type& field) const {
   if (fixed_hop_by_hop(field.name())) return true;
   if (count_ == 0) return false;
   std::string_view name = field.name_string();
@@ -125,6 +127,9 @@ bool HopByHop::operator()(const Fields::value_type& field) const {
     if (ascii_iequals(named_[i], name)) return true;
   return false;
 }
+
+template class BasicHopByHop<Fields>;
+template class BasicHopByHop<FlatFields>;
 
 void remove_hop_by_hop(Fields& f) {
   HopByHop hop(f);

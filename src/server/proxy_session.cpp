@@ -147,7 +147,27 @@ boost::system::error_code read_failed(Parser& parser, const boost::system::error
 }
 
 using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
-using ResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
+using BeastResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
+
+// Beast's response parser with the fields kept flat in `fields` (Beast's own
+// container stays empty but for the reason phrase): each field is two appends
+// instead of a node and a tree insert, ~1.1k instructions a proxied response.
+// Framing (keep_alive(), chunked(), content_length()) is the parser's own.
+class ResponseParser final : public BeastResponseParser {
+ public:
+  ResponseParser(FlatFields& fields, ArenaAllocator<char> alloc)
+      : BeastResponseParser(std::piecewise_construct, std::make_tuple(), std::make_tuple(alloc)),
+        fields_(fields) {
+    fields_.clear();
+  }
+
+ private:
+  void on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
+                     boost::system::error_code&) override {
+    fields_.add(name, name_string, value);
+  }
+  FlatFields& fields_;
+};
 
 // Empties an optional when the scope ends.
 template <class T>
@@ -525,7 +545,7 @@ class ProxySession {
       // Response head (interim 1xx other than 101 are dropped).
       boost::system::error_code hec;
       for (int interim = 0; interim < 8; ++interim) {
-        rp.emplace(std::piecewise_construct, std::make_tuple(), std::make_tuple(arena.allocator()));
+        rp.emplace(response_fields_, arena.allocator());
         rp->body_limit(boost::none);
         rp->header_limit(kUpstreamHeaderLimit);
         if (head) rp->skip(true);
@@ -576,7 +596,7 @@ class ProxySession {
     if (websocket && res.result() == http::status::switching_protocols) {
       edits_.set("X-Request-Id", ctx.request_id);
       reply_head_.clear();
-      wire::upgrade_head(reply_head_, res, edits_);
+      wire::upgrade_head(reply_head_, res, response_fields_, edits_);
       co_await tunnel(*conn, cfg);
       co_return false;
     }
@@ -597,7 +617,7 @@ class ProxySession {
     }
     const bool chunked = !no_body && (rechunk || upstream_chunked);
     reply_head_.clear();
-    wire::response_head(reply_head_, res, client_version, edits_, rechunk, keep);
+    wire::response_head(reply_head_, res, response_fields_, client_version, edits_, rechunk, keep);
 
     RelayResult got = co_await relay(conn->stream, conn->buffer, *rp, stream_, reply_head_, chunked,
                                      chunk.get(), cfg.limits.idle_timeout, kHeadHold, o.bytes_out);
@@ -761,6 +781,7 @@ class ProxySession {
   Outcome outcome_;
   std::optional<RateQuery> rate_query_;
   std::optional<ResponseParser> response_parser_;  // while forward() runs
+  FlatFields response_fields_;                     // its fields
   // Reused across the connection's requests (their capacity kept): the head
   // going upstream, the head going to the client, the gateway's response fields.
   std::string request_head_, reply_head_;

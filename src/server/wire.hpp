@@ -14,6 +14,7 @@
 
 #include "keygate/core/append.hpp"
 #include "keygate/proxy/context.hpp"
+#include "keygate/proxy/flat_fields.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/response_headers.hpp"
 #include "server/asio.hpp"
@@ -51,12 +52,13 @@ inline void connection(std::string& out, unsigned version, bool keep_alive) {
   if (version < 11 && keep_alive) field(out, "Connection", "keep-alive");
 }
 
+// `h` is the upstream's status line (its fields are in `fields`).
 // The upstream's 101 to a WebSocket upgrade: every field as it is (Upgrade and
 // Connection included), those `edits` sets replaced.
 inline void upgrade_head(std::string& out, const net::http::response_header<Fields>& h,
-                         const HeaderList& edits) {
+                         const FlatFields& fields, const HeaderList& edits) {
   status_line(out, h.version(), h.result_int(), h.reason());
-  for (const auto& f : h)
+  for (const auto& f : fields)
     if (!edits.has(f.name_string())) field(out, f.name_string(), f.value());
   edits.append_to(out);
   out += "\r\n";
@@ -67,12 +69,12 @@ inline void upgrade_head(std::string& out, const net::http::response_header<Fiel
 // relay adds (chunked when the upstream delimits the body by closing) and
 // Connection for the client's connection.
 inline void response_head(std::string& out, const net::http::response_header<Fields>& h,
-                          unsigned version, const HeaderList& edits, bool rechunk,
-                          bool keep_alive) {
+                          const FlatFields& fields, unsigned version, const HeaderList& edits,
+                          bool rechunk, bool keep_alive) {
   status_line(out, version, h.result_int(), h.reason());
-  const HopByHop hop(h);
+  const ResponseHopByHop hop(fields);
   std::string_view coding;  // a Transfer-Encoding that gets ", chunked" appended
-  for (const auto& f : h) {
+  for (const auto& f : fields) {
     if (hop(f) || edits.has(f.name_string())) continue;
     if (rechunk && f.name() == net::http::field::transfer_encoding) {
       if (coding.empty()) coding = f.value();

@@ -298,3 +298,49 @@ TEST(ForwardHeaders, ManyConnectionNamesAreAllHonouredButNeverTheFraming) {
   EXPECT_EQ(out[http::field::content_length], "5");  // the body's extent goes with it
   EXPECT_EQ(out["X-Kept"], "k");
 }
+
+// The upstream's response fields are kept flat (FlatFields); their hop-by-hop
+// fields are the ones Beast's fields would give for the same head, past the
+// 16 Connection names HopByHop keeps too.
+TEST(ForwardHeaders, FlatResponseFieldsDropTheSameHopByHopFields) {
+  Fields beast_fields;
+  FlatFields flat;
+  auto add = [&](std::string_view name, std::string_view value) {
+    const http::field f = http::string_to_field(name);
+    beast_fields.insert(f, name, value);
+    flat.add(f, name, value);
+  };
+  std::string listed = "keep-alive, Content-Length";
+  for (int i = 0; i < 20; ++i) listed += ", X-Hop-" + std::to_string(i);
+  add("Date", "x");
+  add("Connection", "X-First");
+  add("X-First", "1");
+  add("Keep-Alive", "timeout=5");
+  add("Set-Cookie", "a=1");
+  add("Set-Cookie", "b=2");
+  for (int i = 0; i < 20; ++i) add("x-hop-" + std::to_string(i), "v");
+  add("Content-Length", "2");
+  add("Connection", listed);
+  add("Upgrade", "h2c");
+  add("X-Kept", "k");
+  ASSERT_EQ(static_cast<std::ptrdiff_t>(flat.size()),
+            std::distance(beast_fields.begin(), beast_fields.end()));
+
+  const HopByHop beast_hop(beast_fields);
+  const ResponseHopByHop flat_hop(flat);
+  std::vector<std::string> kept_beast, kept_flat;
+  for (const auto& f : beast_fields)
+    if (!beast_hop(f))
+      kept_beast.push_back(std::string(f.name_string()) + ": " + std::string(f.value()));
+  for (const auto& f : flat)
+    if (!flat_hop(f))
+      kept_flat.push_back(std::string(f.name_string()) + ": " + std::string(f.value()));
+  const std::vector<std::string> expected = {"Date: x", "Set-Cookie: a=1", "Set-Cookie: b=2",
+                                             "Content-Length: 2", "X-Kept: k"};
+  EXPECT_EQ(kept_flat, expected);
+  EXPECT_EQ(kept_beast, expected);
+
+  flat.clear();
+  EXPECT_EQ(flat.size(), 0u);
+  EXPECT_TRUE(flat.begin() == flat.end());
+}

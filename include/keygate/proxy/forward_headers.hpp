@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "keygate/proxy/context.hpp"
+#include "keygate/proxy/flat_fields.hpp"
 #include "keygate/proxy/runtime.hpp"
 
 namespace keygate {
@@ -19,17 +20,21 @@ void new_request_id(std::string& out);
 // Hop-by-hop fields of a head: the fixed list and the names its Connection
 // fields list (close, keep-alive and framing fields aside). Framing
 // (Content-Length / Transfer-Encoding) is left to whoever writes the head.
-class HopByHop {
+// `Head` is Beast's Fields (requests) or FlatFields (the upstream's responses).
+template <class Head>
+class BasicHopByHop {
  public:
-  explicit HopByHop(const Fields& f);
-  bool operator()(const Fields::value_type& field) const;
+  explicit BasicHopByHop(const Head& h);
+  bool operator()(const typename Head::value_type& field) const;
 
  private:
   static constexpr std::size_t kMaxNamed = 16;  // more: all of them are still matched
   std::array<std::string_view, kMaxNamed> named_{};
   std::size_t count_ = 0;
-  const Fields* fields_;
+  const Head* fields_;
 };
+using HopByHop = BasicHopByHop<Fields>;
+using ResponseHopByHop = BasicHopByHop<FlatFields>;
 void remove_hop_by_hop(Fields& f);
 
 // The identity headers (SPEC §3) of ctx.key, if any: X-Keygate-Key-Id, -Key-Name,
