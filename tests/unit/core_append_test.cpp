@@ -29,3 +29,20 @@ TEST(AppendParts, EmptyPartsAndEmptyString) {
   append_parts(out, {"a", "", "b"});
   EXPECT_EQ(out, "ab");
 }
+
+// Every length a short copy treats apart (0..3, 4..7, 8..16, longer), in every
+// position, with bytes that differ: a piece copied to the wrong offset or cut
+// short shows, which a run of one repeated letter would hide.
+TEST(AppendParts, EveryShortLengthLandsWhole) {
+  std::string pool;
+  for (int i = 0; i < 64; ++i) pool += static_cast<char>('!' + i);
+  for (size_t a = 0; a <= 40; ++a) {
+    for (size_t b = 0; b <= 20; ++b) {
+      const std::string_view first(pool.data(), a), second(pool.data() + 3, b);
+      std::string fast = "head:", plain = "head:";
+      append_parts(fast, {first, ": ", second, "\r\n"});
+      plain.append(first).append(": ").append(second).append("\r\n");
+      ASSERT_EQ(fast, plain) << a << " then " << b;
+    }
+  }
+}
