@@ -240,13 +240,12 @@ bool stripped(const Fields::value_type& field, const Context& ctx, const Runtime
          strip_credential(credential_token(field.value()), ctx, rt);
 }
 
-// Every field that goes upstream, in order, as emit(name, name_rest, value,
-// value_rest) (each name and value in up to two parts: no string is built).
-// The client's fields come first, less the dropped ones and those the gateway
-// sets; the gateway's follow, in the order Beast's set() would leave them.
-template <class Emit>
-void forwarded_fields(const Fields& f, const Context& ctx, const Runtime& rt,
-                      const ForwardInfo& info, Emit&& emit) {
+// Every field that goes upstream, in order, as "name: value\r\n" lines
+// appended to `out`, each in one growth of it. The client's fields come first,
+// less the dropped ones and those the gateway sets; the gateway's follow, in
+// the order Beast's set() would leave them.
+void append_forwarded_fields(std::string& out, const Fields& f, const Context& ctx,
+                             const Runtime& rt, const ForwardInfo& info) {
   const Config& c = rt.config;
   const HopByHop hop(f);
   const bool authority = !ctx.target.authority.empty();
@@ -274,30 +273,29 @@ void forwarded_fields(const Fields& f, const Context& ctx, const Runtime& rt,
         (has_host && ascii_iequals(name, "X-Forwarded-Host")) ||
         (authority && field.name() == http::field::host))
       continue;  // set below
-    emit(name, {}, field.value(), {});
+    append_parts(out, {name, ": ", field.value(), "\r\n"});
   }
-  if (info.websocket) {
-    emit("Connection", {}, "Upgrade", {});
-    emit("Upgrade", {}, f[http::field::upgrade], {});
-  }
+  if (info.websocket)
+    append_parts(out, {"Connection: Upgrade\r\nUpgrade: ", f[http::field::upgrade], "\r\n"});
   identity_fields(ctx, c.identity_header_prefix,
-                  [&emit](std::string_view prefix, std::string_view name, std::string_view value) {
-                    emit(prefix, name, value, {});
+                  [&out](std::string_view prefix, std::string_view name, std::string_view value) {
+                    append_parts(out, {prefix, name, ": ", value, "\r\n"});
                   });
   if (xff.empty())
-    emit("X-Forwarded-For", {}, ctx.client_ip, {});
+    append_parts(out, {"X-Forwarded-For: ", ctx.client_ip, "\r\n"});
   else
-    emit("X-Forwarded-For", {}, xff, ", ", ctx.client_ip);
-  emit("X-Forwarded-Proto", {}, info.client_tls ? "https" : "http", {});
+    append_parts(out, {"X-Forwarded-For: ", xff, ", ", ctx.client_ip, "\r\n"});
+  out += info.client_tls ? std::string_view("X-Forwarded-Proto: https\r\n")
+                         : std::string_view("X-Forwarded-Proto: http\r\n");
   if (authority) {
-    emit("Host", {}, ctx.target.authority, {});
-    emit("X-Forwarded-Host", {}, ctx.target.authority, {});
+    append_parts(out, {"Host: ", ctx.target.authority,
+                       "\r\nX-Forwarded-Host: ", ctx.target.authority, "\r\n"});
   } else if (host) {
-    emit("X-Forwarded-Host", {}, host->value(), {});
+    append_parts(out, {"X-Forwarded-Host: ", host->value(), "\r\n"});
   } else {
-    emit("Host", {}, c.upstream.host_header, {});
+    append_parts(out, {"Host: ", c.upstream.host_header, "\r\n"});
   }
-  emit("X-Request-Id", {}, ctx.request_id, {});
+  append_parts(out, {"X-Request-Id: ", ctx.request_id, "\r\n"});
 }
 
 }  // namespace
@@ -312,12 +310,7 @@ void write_request_head(std::string& out, std::string_view method, std::string_v
   else
     out += target;
   out += " HTTP/1.1\r\n";
-  forwarded_fields(
-      f, ctx, rt, info,
-      [&out](std::string_view name, std::string_view name_rest, std::string_view value,
-             std::string_view value_rest, std::string_view value_tail = {}) {
-        append_parts(out, {name, name_rest, ": ", value, value_rest, value_tail, "\r\n"});
-      });
+  append_forwarded_fields(out, f, ctx, rt, info);
   out += "\r\n";
 }
 
