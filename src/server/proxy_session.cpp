@@ -12,6 +12,7 @@
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/response_headers.hpp"
 #include "keygate/proxy/stages.hpp"
+#include "server/response_parser.hpp"
 #include "server/self_service.hpp"
 #include "server/wire.hpp"
 #include "server/worker.hpp"
@@ -147,28 +148,6 @@ boost::system::error_code read_failed(Parser& parser, const boost::system::error
 }
 
 using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
-using BeastResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
-
-// Beast's response parser with the fields kept flat in `fields` (Beast's own
-// container stays empty but for the reason phrase): each field is two appends
-// instead of a node and a tree insert, ~1.1k instructions a proxied response.
-// Framing (keep_alive(), chunked(), content_length()) is the parser's own.
-class ResponseParser final : public BeastResponseParser {
- public:
-  ResponseParser(FlatFields& fields, ArenaAllocator<char> alloc)
-      : BeastResponseParser(std::piecewise_construct, std::make_tuple(), std::make_tuple(alloc)),
-        fields_(fields) {
-    fields_.clear();
-  }
-
- private:
-  void on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
-                     boost::system::error_code&) override {
-    fields_.add(name, name_string, value);
-  }
-  FlatFields& fields_;
-};
-
 // Empties an optional when the scope ends.
 template <class T>
 class ResetOnExit {
