@@ -1,5 +1,6 @@
 """Foundation: forwarding, streaming, limits, timeouts, lifecycle (issue 2)."""
 import hashlib
+import json
 import os
 import re
 import signal
@@ -125,6 +126,20 @@ class Forwarding(GatewayTest):
         self.assertEqual([v for n, v in fields if n.lower() == "content-length"],
                          [str(len(body))])
         self.assertEqual(got_body, body)
+
+    def test_status_below_100_from_the_upstream_is_a_502(self):
+        # A status line must carry 100-599 (RFC 9110 §15); Beast reads any
+        # three digits. "020" was taken for an interim response and skipped, and
+        # after eight of them the client got "HTTP/1.1 20 OK", which no client
+        # parses (found by fuzz_response_head).
+        head = b"HTTP/1.1 020 OK\r\nContent-Length: 0\r\n\r\n"
+        up = self.raw_upstream(lambda _u, conn, _head: conn.sendall(head * 9))
+        g = self.gateway({**OPEN, "upstream": {"url": f"http://127.0.0.1:{up.port}"}})
+        out, closed = exchange(g.port, b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(closed)
+        got_head, _, got_body = out.partition(b"\r\n\r\n")
+        self.assertTrue(got_head.startswith(b"HTTP/1.1 502 "), got_head)
+        self.assertEqual(json.loads(got_body)["error"]["code"], "UPSTREAM_ERROR")
 
     def test_streams_200mb_response_with_flat_memory(self):
         g = self.gateway(OPEN)
