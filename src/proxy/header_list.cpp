@@ -1,8 +1,9 @@
 // HeaderList on its own: the response-head writers (and the response-head fuzz
 // target) need it without the stages that fill it.
+#include "keygate/proxy/response_headers.hpp"
+
 #include "keygate/core/append.hpp"
 #include "keygate/core/ascii.hpp"
-#include "keygate/proxy/response_headers.hpp"  // HeaderList
 
 namespace keygate {
 

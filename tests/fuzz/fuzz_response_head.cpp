@@ -39,12 +39,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // RFC 9110 §7.6.1 read on its own: the names every Connection field lists.
 std::vector<std::string> connection_names(const FlatFields& fields) {
   std::vector<std::string> names;
@@ -53,7 +47,7 @@ std::vector<std::string> connection_names(const FlatFields& fields) {
     std::string_view v = f.value();
     while (true) {
       auto comma = v.find(',');
-      if (auto tok = trim(v.substr(0, comma)); !tok.empty()) names.push_back(lower(tok));
+      if (auto tok = trim_ows(v.substr(0, comma)); !tok.empty()) names.push_back(lower(tok));
       if (comma == std::string_view::npos) break;
       v.remove_prefix(comma + 1);
     }
