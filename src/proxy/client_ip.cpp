@@ -52,8 +52,7 @@ bool trusted(const ip::address& a, const std::vector<Cidr>& nets) {
 
 }  // namespace
 
-std::string resolve_client_ip(std::string_view peer,
-                              const boost::beast::http::basic_fields<ArenaAllocator<char>>& fields,
+std::string resolve_client_ip(std::string_view peer, const FlatFields& fields,
                               const std::vector<Cidr>& trusted_proxies) {
   if (trusted_proxies.empty()) return std::string(peer);
   auto peer_addr = entry_address(peer);
@@ -62,9 +61,9 @@ std::string resolve_client_ip(std::string_view peer,
   // The entries, left to right over every field (RFC 9110 §5.3: repeated
   // fields are one list), then walked from the right.
   std::vector<std::string_view> entries;
-  auto [it, end] = fields.equal_range("X-Forwarded-For");
-  for (; it != end; ++it) {
-    std::string_view v = it->value();
+  for (const auto& field : fields) {
+    if (!ascii_iequals(field.name_string(), "X-Forwarded-For")) continue;
+    std::string_view v = field.value();
     for (;;) {
       auto comma = v.find(',');
       std::string_view e = trim_ows(v.substr(0, comma));

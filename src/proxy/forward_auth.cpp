@@ -9,13 +9,13 @@ namespace {
 // The one value the ingress gave under either name; empty when neither is
 // present; nullopt when values disagree (e.g. a client's X-Forwarded-Uri
 // beside the X-Original-URI nginx sets).
-std::optional<std::string_view> one_value(const Fields& f, std::string_view preferred,
+std::optional<std::string_view> one_value(const RequestFields& f, std::string_view preferred,
                                           std::string_view alternative) {
   std::optional<std::string_view> seen;
   for (auto name : {preferred, alternative}) {
-    auto [it, end] = f.equal_range(name);
-    for (; it != end; ++it) {
-      std::string_view v = trim_ows(it->value());
+    for (const auto& field : f) {
+      if (!ascii_iequals(field.name_string(), name)) continue;
+      std::string_view v = trim_ows(field.value());
       if (seen && *seen != v) return std::nullopt;
       seen = v;
     }

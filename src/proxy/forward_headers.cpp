@@ -85,8 +85,8 @@ namespace {
 // returns true. Every Connection field counts, wherever it sits in the head.
 // close and keep-alive are options, not names; framing fields are never
 // dropped this way (whoever writes the head decides the framing).
-template <class Head, class Fn>
-bool any_connection_name(const Head& f, Fn&& fn) {
+template <class Fn>
+bool any_connection_name(const FlatFields& f, Fn&& fn) {
   for (const auto& field : f) {
     if (field.name() != http::field::connection) continue;
     std::string_view v = field.value();
@@ -106,8 +106,7 @@ bool any_connection_name(const Head& f, Fn&& fn) {
 
 }  // namespace
 
-template <class Head>
-BasicHopByHop<Head>::BasicHopByHop(const Head& f) : fields_(&f) {
+HopByHop::HopByHop(const FlatFields& f) : fields_(&f) {
   any_connection_name(f, [this](std::string_view tok) {
     if (count_ < kMaxNamed) named_[count_] = tok;
     ++count_;
@@ -115,8 +114,7 @@ BasicHopByHop<Head>::BasicHopByHop(const Head& f) : fields_(&f) {
   });
 }
 
-template <class Head>
-bool BasicHopByHop<Head>::operator()(const typename Head::value_type& field) const {
+bool HopByHop::operator()(const FlatFields::value_type& field) const {
   if (fixed_hop_by_hop(field.name())) return true;
   if (count_ == 0) return false;
   std::string_view name = field.name_string();
@@ -126,18 +124,6 @@ bool BasicHopByHop<Head>::operator()(const typename Head::value_type& field) con
   for (std::size_t i = 0; i < count_; ++i)
     if (ascii_iequals(named_[i], name)) return true;
   return false;
-}
-
-template class BasicHopByHop<Fields>;
-template class BasicHopByHop<FlatFields>;
-
-void remove_hop_by_hop(Fields& f) {
-  HopByHop hop(f);
-  Fields kept;
-  for (const auto& field : f)
-    if (!hop(field)) kept.insert(field.name(), field.name_string(), field.value());
-  // Names listed in Connection are matched against `f`, which must outlive `hop`.
-  f = std::move(kept);
 }
 
 namespace {
@@ -229,7 +215,7 @@ void identity_fields(const Context& ctx, std::string_view prefix, Emit&& emit) {
 // A field of the client's that does not go upstream as sent: names with '_'
 // (unless allowed), anything that reads as an identity header (also with '_'
 // for '-'), and keys in credential headers.
-bool stripped(const Fields::value_type& field, const Context& ctx, const Runtime& rt) {
+bool stripped(const RequestFields::value_type& field, const Context& ctx, const Runtime& rt) {
   const Config& c = rt.config;
   const std::string& prefix = c.identity_header_prefix;
   std::string_view name = field.name_string();
@@ -244,20 +230,19 @@ bool stripped(const Fields::value_type& field, const Context& ctx, const Runtime
 // appended to `out`, each in one growth of it. The client's fields come first,
 // less the dropped ones and those the gateway sets; the gateway's follow, in
 // the order Beast's set() would leave them.
-void append_forwarded_fields(std::string& out, const Fields& f, const Context& ctx,
+void append_forwarded_fields(std::string& out, const RequestFields& f, const Context& ctx,
                              const Runtime& rt, const ForwardInfo& info) {
   const Config& c = rt.config;
   const HopByHop hop(f);
   const bool authority = !ctx.target.authority.empty();
   // The first Host and the first X-Forwarded-For (the others are replaced with
-  // it), found in one pass: two tree searches cost more than this on a head of
-  // a few fields (Beast keeps same-name fields together, in arrival order).
-  const Fields::value_type* host = nullptr;
+  // it), found in one pass over the fields, in arrival order.
+  std::optional<std::string_view> host;
   std::string_view xff;
   bool xff_seen = false;
   for (const auto& field : f) {
     if (field.name() == http::field::host) {
-      if (!host) host = &field;
+      if (!host) host = field.value();
     } else if (!xff_seen && field.name() == http::field::unknown &&
                ascii_iequals(field.name_string(), "X-Forwarded-For")) {
       xff = field.value();
@@ -291,7 +276,7 @@ void append_forwarded_fields(std::string& out, const Fields& f, const Context& c
     append_parts(out, {"Host: ", ctx.target.authority,
                        "\r\nX-Forwarded-Host: ", ctx.target.authority, "\r\n"});
   } else if (host) {
-    append_parts(out, {"X-Forwarded-Host: ", host->value(), "\r\n"});
+    append_parts(out, {"X-Forwarded-Host: ", *host, "\r\n"});
   } else {
     append_parts(out, {"Host: ", c.upstream.host_header, "\r\n"});
   }
@@ -301,7 +286,7 @@ void append_forwarded_fields(std::string& out, const Fields& f, const Context& c
 }  // namespace
 
 void write_request_head(std::string& out, std::string_view method, std::string_view target,
-                        const Fields& f, const Context& ctx, const Runtime& rt,
+                        const RequestFields& f, const Context& ctx, const Runtime& rt,
                         const ForwardInfo& info) {
   out += method;
   out += ' ';
@@ -323,7 +308,7 @@ void set_identity_headers(Fields& f, const Context& ctx, const Config& config) {
                   });
 }
 
-std::string rewrite_request(Fields& f, std::string_view target, const Context& ctx,
+std::string rewrite_request(RequestFields& f, std::string_view target, const Context& ctx,
                             const Runtime& rt, const ForwardInfo& info) {
   // The very bytes the proxy sends, read back: tests of this see the wire.
   std::string head;
@@ -334,7 +319,7 @@ std::string rewrite_request(Fields& f, std::string_view target, const Context& c
   parser.put(boost::asio::buffer(head), ec);
   if (ec || !parser.is_header_done())
     throw std::logic_error("the forwarded head does not parse: " + ec.message());
-  Fields out;
+  RequestFields out;
   for (const auto& field : parser.get()) out.insert(field.name_string(), field.value());
   f = std::move(out);
   return std::string(parser.get().target());

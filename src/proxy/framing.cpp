@@ -13,15 +13,13 @@ Error bad_framing(std::string message) {
 }
 }  // namespace
 
-std::optional<Error> check_framing(const Fields& fields, unsigned version) {
-  // One pass over the fields (a head has a handful: cheaper than a tree search
-  // per name). Beast keeps same-name fields together: the first seen is the
-  // first sent.
-  const Fields::value_type* te = nullptr;
+std::optional<Error> check_framing(const RequestFields& fields, unsigned version) {
+  // One pass over the fields, in arrival order: the first seen is the first sent.
+  std::optional<std::string_view> te;
   std::size_t te_count = 0, host_count = 0;
   for (const auto& f : fields) {
     if (f.name() == http::field::transfer_encoding) {
-      if (!te) te = &f;
+      if (!te) te = f.value();
       ++te_count;
     } else if (f.name() == http::field::host) {
       ++host_count;
@@ -32,7 +30,7 @@ std::optional<Error> check_framing(const Fields& fields, unsigned version) {
   // parsed as the next request. Only a lone, exact `chunked` is accepted, and
   // none on HTTP/1.0 (RFC 9112 §6.1: its framing is faulty).
   if (te) {
-    std::string_view v = te->value();
+    std::string_view v = *te;
     while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
     if (version < 11 || te_count != 1 || !ascii_iequals(v, "chunked"))

@@ -1,8 +1,6 @@
 #include <algorithm>
 #include <array>
 
-#include <boost/range/iterator_range.hpp>
-
 #include "keygate/core/ascii.hpp"
 #include "keygate/proxy/normalize.hpp"
 #include "keygate/proxy/stages.hpp"
@@ -50,13 +48,14 @@ std::expected<const Route*, Error> select_route(const std::vector<Route>& routes
 }
 
 std::optional<Error> check_method_override(const std::vector<Route>& routes, const Route* chosen,
-                                           std::string_view path, const Fields& fields) {
+                                           std::string_view path, const RequestFields& fields) {
   static constexpr std::array<std::string_view, 3> kOverrides{"X-HTTP-Method-Override",
                                                               "X-HTTP-Method", "X-Method-Override"};
   if (std::none_of(routes.begin(), routes.end(), [](const Route& r) { return !r.methods.empty(); }))
     return std::nullopt;  // no rule depends on the method
   for (std::string_view name : kOverrides) {
-    for (const auto& field : boost::make_iterator_range(fields.equal_range(name))) {
+    for (const auto& field : fields) {
+      if (!ascii_iequals(field.name_string(), name)) continue;
       std::string_view method = trim_ows(field.value());
       if (match_route(routes, method, path) == chosen) continue;
       Error e = errors::bad_request(

@@ -12,7 +12,7 @@
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/response_headers.hpp"
 #include "keygate/proxy/stages.hpp"
-#include "server/response_parser.hpp"
+#include "server/flat_parser.hpp"
 #include "server/self_service.hpp"
 #include "server/wire.hpp"
 #include "server/worker.hpp"
@@ -147,7 +147,6 @@ boost::system::error_code read_failed(Parser& parser, const boost::system::error
   return eof ? eof : boost::system::error_code(http::error::partial_message);
 }
 
-using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
 // Empties an optional when the scope ends.
 template <class T>
 class ResetOnExit {
@@ -272,8 +271,7 @@ class ProxySession {
 
       // Declared before the parser, which allocates from it.
       ArenaLease arena(w_.arenas);
-      RequestParser parser(std::piecewise_construct, std::make_tuple(),
-                           std::make_tuple(arena.allocator()));
+      RequestParser parser(request_fields_, arena.allocator());
       parser.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_bytes));
       parser.body_limit(cfg.limits.max_body_bytes);
       stream_.expires_at(start + cfg.limits.header_timeout);
@@ -307,8 +305,8 @@ class ProxySession {
         break;
       }
 
-      auto& req = parser.get();
-      choose_request_id(req["X-Request-Id"], ctx_.request_id);
+      auto& req = parser.get();  // its fields are in request_fields_
+      choose_request_id(request_fields_["X-Request-Id"], ctx_.request_id);
       const std::string_view method = req.method_string();  // lives as long as the parser
       // The target is rewritten before the access log is written: the one sent
       // (the log drops its query string).
@@ -321,7 +319,7 @@ class ProxySession {
         break;
       }
       if (!admit(req, pipeline)) co_await ask_rate_limit_backend(pipeline);
-      // The parser's flags, not req.keep_alive(), which parses the Connection list again.
+      // The parser's flags: the header holds no fields (they are in request_fields_).
       bool keep = parser.keep_alive() && !svc_.state.draining.load(std::memory_order_relaxed);
       if (verdict_.self_service) co_await serve_self_service(parser, pipeline, cfg);
       if (!verdict_.forward) {
@@ -358,7 +356,7 @@ class ProxySession {
 
   // A head whose framing is in doubt: its 400 in verdict_, and true.
   bool refuse_framing(const RequestParser::value_type& req, const Pipeline& pipeline) {
-    const std::optional<Error> err = check_framing(req, req.version());
+    const std::optional<Error> err = check_framing(request_fields_, req.version());
     if (!err) return false;
     verdict_ = pipeline.reply(*err, ctx_);
     outcome_.status = verdict_.status;
@@ -370,7 +368,7 @@ class ProxySession {
   // answers at once (the local one always does): the verdict in verdict_.
   // False when a shared backend needs a round trip for rate_query_.
   bool admit(const RequestParser::value_type& req, const Pipeline& pipeline) {
-    const RequestView view{req.method_string(), req.target(), req};
+    const RequestView view{req.method_string(), req.target(), request_fields_};
     Admission admission = pipeline.admit(view, ctx_);
     verdict_ = std::move(admission.verdict);
     if (!admission.rate) return true;
@@ -449,12 +447,13 @@ class ProxySession {
     auto& req = parser.get();
     const unsigned client_version = req.version();
     const bool head = ascii_iequals(req.method_string(), "HEAD");  // routes read `head` so too
-    const bool websocket = ascii_iequals(req[http::field::upgrade], "websocket");
+    RequestFields& fields = parser.fields();
+    const bool websocket = ascii_iequals(fields[http::field::upgrade], "websocket");
 
-    if (ascii_iequals(req[http::field::expect], "100-continue")) {
+    if (ascii_iequals(fields[http::field::expect], "100-continue")) {
       // We answer the expectation ourselves once the key is accepted; the
       // upstream then receives an ordinary request with a body.
-      req.erase(http::field::expect);
+      fields.erase(http::field::expect);
       if (!parser.is_done()) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         stream_.expires_after(cfg.limits.idle_timeout);
@@ -464,7 +463,7 @@ class ProxySession {
     }
     // The head going upstream, written once (a retry sends the same bytes).
     request_head_.clear();
-    write_request_head(request_head_, req.method_string(), ctx.target.target, req, ctx, rt,
+    write_request_head(request_head_, req.method_string(), ctx.target.target, fields, ctx, rt,
                        {stream_.tls() != nullptr, websocket});
 
     // Retry once, on a fresh connection, when a reused one fails before any
@@ -762,6 +761,8 @@ class ProxySession {
   Verdict verdict_;
   Outcome outcome_;
   std::optional<RateQuery> rate_query_;
+  // The request's fields (the parser's), the views in ctx_ point into them.
+  RequestFields request_fields_;
   std::optional<ResponseParser> response_parser_;  // while forward() runs
   FlatFields response_fields_;                     // its fields
   // Reused across the connection's requests (their capacity kept): the head

@@ -12,13 +12,12 @@ namespace {
 constexpr std::uint64_t kBodyLimit = 1 << 20;
 }  // namespace
 
-awaitable<Verdict> run_self_service(
-    Stream& stream, beast::flat_buffer& buffer,
-    http::request_parser<http::buffer_body, ArenaAllocator<char>>& parser, Context& ctx,
-    const Pipeline& pipeline, Services& svc, const Config& cfg) {
+awaitable<Verdict> run_self_service(Stream& stream, beast::flat_buffer& buffer,
+                                    RequestParser& parser, Context& ctx, const Pipeline& pipeline,
+                                    Services& svc, const Config& cfg) {
   auto& req = parser.get();
   std::string body;
-  if (ascii_iequals(req[http::field::expect], "100-continue") && !parser.is_done()) {
+  if (ascii_iequals(parser.fields()[http::field::expect], "100-continue") && !parser.is_done()) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     stream.expires_after(cfg.limits.idle_timeout);
     auto [ec, n] = co_await asio::async_write(stream, asio::buffer(kContinue), use_tuple);

@@ -72,7 +72,7 @@ inline void response_head(std::string& out, const net::http::response_header<Fie
                           const FlatFields& fields, unsigned version, const HeaderList& edits,
                           bool rechunk, bool keep_alive) {
   status_line(out, version, h.result_int(), h.reason());
-  const ResponseHopByHop hop(fields);
+  const HopByHop hop(fields);
   std::string_view coding;  // a Transfer-Encoding that gets ", chunked" appended
   for (const auto& f : fields) {
     if (hop(f) || edits.has(f.name_string())) continue;

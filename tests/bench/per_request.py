@@ -6,6 +6,7 @@ instructions per request (valgrind callgrind) and system calls per request
 path, with the access log off and on (JSON, to a file).
 
     per_request.py BUILD_DIR [--mode alloc|instr|both|trace|syscalls] [--requests N]
+                   [--headers wrk|browser] [--path TARGET]
 
 --mode trace shows where the allocations come from: the shim records the call
 stack of each allocation made while the N requests run, and the stacks are
@@ -38,6 +39,18 @@ PEERS_DIR = os.environ.get("PEERS_DIR") or next(
     os.path.join(ROOT, "..", "shared", "bench"))
 TEMPLATE = os.path.join(PEERS_DIR, "templates", "upstream.nginx.conf")
 UNKNOWN = "bk_" + "0" * 32  # what peers.sh sends on its 401 runs (not a keygate key)
+# --headers browser: the fields a browser's fetch() sends besides Host and the
+# key (wrk and peers.sh send only those two; the per-field costs show here).
+BROWSER_FIELDS = (
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0 Safari/537.36\r\n"
+    "Accept: application/json, text/plain, */*\r\n"
+    "Accept-Encoding: gzip, deflate, br\r\n"
+    "Accept-Language: en-US,en;q=0.9\r\n"
+    "Cache-Control: no-cache\r\n"
+    "Connection: keep-alive\r\n"
+    "Referer: https://app.example.com/dashboard\r\n"
+    "Cookie: session=abcdef0123456789; theme=dark\r\n")
 
 
 def free_port():
@@ -62,8 +75,8 @@ def wait_port(port, proc, timeout=60.0):
 class Client:
     """Keep-alive connections sending identical requests, one at a time."""
 
-    def __init__(self, port, key, conns=8, path="/"):
-        self.req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    def __init__(self, port, key, conns=8, path="/", extra=""):
+        self.req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}"
                     f"X-Api-Key: {key}\r\n\r\n").encode()
         self.socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
         for s in self.socks:
@@ -125,6 +138,7 @@ class World:
         self.db = os.path.join(self.tmp, "kg.db")
         self.key = None
         self.path = "/"
+        self.extra = ""  # request fields between Host and the key (--headers)
 
     def start(self, cmd, port, env=None, stdout=subprocess.DEVNULL):
         p = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL,
@@ -200,7 +214,7 @@ def measure_alloc(w, access_log, key, n, trace=None):
             time.sleep(0.01)
         raise RuntimeError("no allocation report")
 
-    c = Client(port, key, path=w.path)
+    c = Client(port, key, path=w.path, extra=w.extra)
     c.run(2000)  # warm-up: pools, buckets, caches, connections
     time.sleep(0.2)
     a = snapshot()
@@ -291,7 +305,7 @@ def measure_instr(w, access_log, key, n):
     p = w.start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
                  f"--callgrind-out-file={out_file}", w.bin, "serve", "--config", path], port,
                 stdout=out)
-    c = Client(port, key, path=w.path)
+    c = Client(port, key, path=w.path, extra=w.extra)
     c.run(300)
     subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
                    capture_output=True)
@@ -320,7 +334,7 @@ def measure_syscalls(w, access_log, key, n):
     path, port = w.config(access_log)
     out = log_file(w, access_log, "syscalls")
     p = w.start([w.bin, "serve", "--config", path], port, stdout=out)
-    c = Client(port, key, path=w.path)
+    c = Client(port, key, path=w.path, extra=w.extra)
     c.run(2000)
     table = os.path.join(w.tmp, "strace.txt")
     # -f with -p attaches to every thread of the process; the requests start
@@ -362,10 +376,13 @@ def main():
     ap.add_argument("--access-log", default="both", choices=["on", "off", "both"])
     ap.add_argument("--path", default="/",
                     help="request target (one longer than a short string shows per-request copies)")
+    ap.add_argument("--headers", default="wrk", choices=["wrk", "browser"],
+                    help="wrk: Host and the key only; browser: 8 more fields, as fetch() sends")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started
     w = World(os.path.abspath(args.build))
     w.path = args.path
+    w.extra = BROWSER_FIELDS if args.headers == "browser" else ""
     try:
         w.config(False)
         cases = [("valid key", w.key), ("401 unknown key", UNKNOWN)]

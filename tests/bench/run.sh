@@ -38,6 +38,8 @@ if [[ -z ${SKIP_ALLOC:-} ]]; then
   # (../shared/bench's template); tests/integration/upstream.py is the fallback.
   echo "== heap allocations per request (whole process, LD_PRELOAD counter)"
   python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode alloc
+  echo "== the same with a browser's ten request fields (access log off)"
+  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode alloc --headers browser --access-log off
   echo "== system calls per request (strace -c on every gateway thread, one request at a time per connection)"
   python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode syscalls --access-log off
 fi

@@ -109,7 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(format.well_formed(built), "a key with its checksum is well-formed", built);
   check_format(format, hasher, plain, keys.pepper.has_value(), built);
 
-  Fields headers;
+  RequestFields headers;
   const std::string authorization = header_value(f[1]), api_key = header_value(f[2]);
   if (!f[1].empty()) headers.set(boost::beast::http::field::authorization, authorization);
   if (!f[2].empty()) headers.set("X-Api-Key", api_key);

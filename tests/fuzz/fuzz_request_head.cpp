@@ -1,16 +1,13 @@
 // A whole request head, as a client sends it, through what the gateway does
-// before forwarding: Beast's parser, the framing rules, normalize_target,
-// route selection, the credential extractor and the upstream header rewrite
-// (SPEC §7). Routes: POST/DELETE /v1/admin/ needs scope admin; /docs and
-// /public/ are auth: none. Properties: nothing crashes; refusals are 400/401;
-// a POST or DELETE (any case) whose normalised path is under /v1/admin/ always
-// meets the admin rule; an auth: none route is chosen only for a path under
-// its prefix, also as upstreams that drop ';params' or decode %2F read it; no
-// credential header and no query credential reaching the upstream holds a
-// keygate key, no header name with '_' and no spoofed identity header.
+// before forwarding: the session's parser (Beast's, fields kept flat), the framing rules,
+// normalize_target, route selection, the credential extractor and the upstream header rewrite (SPEC
+// §7). Routes: POST/DELETE /v1/admin/ needs scope admin; /docs and /public/ are auth: none.
+// Properties: nothing crashes; refusals are 400/401; a POST or DELETE (any case) whose normalised
+// path is under /v1/admin/ always meets the admin rule; an auth: none route is chosen only for a
+// path under its prefix, also as upstreams that drop ';params' or decode %2F read it; no credential
+// header and no query credential reaching the upstream holds a keygate key, no header name with '_'
+// and no spoofed identity header.
 #include <boost/asio/buffer.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/parser.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +21,7 @@
 #include "keygate/proxy/normalize.hpp"
 #include "keygate/proxy/runtime.hpp"
 #include "keygate/proxy/stages.hpp"
+#include "server/flat_parser.hpp"
 
 using namespace keygate;
 using fuzz::check;
@@ -58,7 +56,7 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-void check_forwarded(const Fields& f, const std::string& target, const Runtime& rt) {
+void check_forwarded(const RequestFields& f, const std::string& target, const Runtime& rt) {
   for (const auto& field : f) {
     std::string_view name = field.name_string();
     check(name.find('_') == std::string_view::npos, "no header name with '_' goes upstream",
@@ -88,14 +86,16 @@ void check_forwarded(const Fields& f, const std::string& target, const Runtime& 
 
 void check_one(std::string_view raw, bool allow_encoded_slashes) {
   const Runtime& rt = runtime(allow_encoded_slashes);
-  http::request_parser<http::empty_body> parser;
+  RequestFields fields;
+  RequestParser parser(fields, ArenaAllocator<char>{});
+  parser.eager(false);  // the head alone, as the session reads it first
   parser.header_limit(16384);
   boost::beast::error_code ec;
   parser.put(boost::asio::buffer(raw.data(), raw.size()), ec);
   if (ec || !parser.is_header_done()) return;
   auto& req = parser.get();
 
-  if (auto e = check_framing(req, req.version())) {
+  if (auto e = check_framing(fields, req.version())) {
     check(e->status == 400, "a framing error is a 400", e->message);
     return;
   }
@@ -123,13 +123,13 @@ void check_one(std::string_view raw, bool allow_encoded_slashes) {
           "auth: none only under its prefix, as lenient upstreams read it", std::string(path));
   }
 
-  RequestView view{method, ctx.target.target, req};
+  RequestView view{method, ctx.target.target, fields};
   if (auto e = extract_credential(view, rt.config.auth, ctx)) {
     check(e->status == 401, "a credential error is a 401", e->message);
     return;
   }
   // As forwarded (here as if authentication had passed, for the worst case).
-  Fields upstream = req.base();
+  RequestFields upstream = fields;
   std::string target = rewrite_request(upstream, ctx.target.target, ctx, rt, ForwardInfo{});
   check_forwarded(upstream, target, rt);
 }

@@ -77,6 +77,25 @@ class Forwarding(GatewayTest):
         self.assertEqual(r.json()["headers"]["x-request-id"], [rid])
         self.assertEqual(len(rid), 32)
 
+    def test_the_clients_fields_go_upstream_in_the_order_sent(self):
+        # Repeated names stay where the client put them (Beast's container
+        # grouped them: X-A, X-A, X-B), as nginx forwards them.
+        g = self.gateway(OPEN)
+        c = g.connection()
+        try:
+            c.putrequest("GET", "/h", skip_accept_encoding=True)
+            for name, value in (("X-A", "1"), ("X-B", "2"), ("X-A", "3"), ("X-C", "4")):
+                c.putheader(name, value)
+            c.endheaders()
+            r = c.getresponse()
+            echo = json.loads(r.read())
+        finally:
+            c.close()
+        self.assertEqual(r.status, 200)
+        sent = [n for n in echo["header_order"] if n in ("x-a", "x-b", "x-c")]
+        self.assertEqual(sent, ["x-a", "x-b", "x-a", "x-c"])
+        self.assertEqual(echo["headers"]["x-a"], ["1", "3"])
+
     def test_hop_by_hop_headers_removed(self):
         g = self.gateway(OPEN)
         r = g.request("GET", "/h", headers={"Connection": "keep-alive, X-Secret-Hop",

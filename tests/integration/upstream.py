@@ -8,7 +8,8 @@ Endpoints (any method):
   /status/N                     answers with status N
   /__conns                      {"connections": accepted TCP connections so far}
   /ws                           101 Switching Protocols, then echoes raw bytes
-  anything else                 200 JSON echo: method, path, query, headers, body length + sha256
+  anything else                 200 JSON echo: method, path, query, headers (and their
+                                names in arrival order), body length + sha256
 Request bodies may be Content-Length or chunked.
 """
 import hashlib
@@ -140,6 +141,7 @@ class Handler(BaseHTTPRequestHandler):
             headers.setdefault(k.lower(), []).append(v)
         self.send_json(200, {"method": self.command, "path": url.path, "query": url.query,
                              "target": self.path, "headers": headers,
+                             "header_order": [k.lower() for k in self.headers.keys()],
                              "body_length": length, "body_sha256": digest})
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any

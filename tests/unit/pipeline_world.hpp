@@ -50,7 +50,7 @@ struct PipelineWorld {
     return key;
   }
 
-  Verdict decide(std::string_view method, std::string_view target, const Fields& fields,
+  Verdict decide(std::string_view method, std::string_view target, const RequestFields& fields,
                  Context& ctx) {
     RequestView v{method, target, fields};
     return pipeline.decide(v, ctx);

@@ -25,7 +25,7 @@ struct World : test_support::PipelineWorld {
   HeaderList request(Context& ctx, const std::string& key) {
     ctx.clear();
     ctx.request_id = "rid";
-    Fields f;
+    RequestFields f;
     if (!key.empty()) f.set(http::field::authorization, "Bearer " + key);
     decide("GET", "/v1/x", f, ctx);
     HeaderList out;

@@ -23,29 +23,29 @@ std::vector<Cidr> nets(std::initializer_list<const char*> texts) {
   return out;
 }
 
-Fields xff(std::initializer_list<const char*> values) {
-  Fields f;
+RequestFields xff(std::initializer_list<const char*> values) {
+  RequestFields f;
   for (auto v : values) f.insert("X-Forwarded-For", v);
   return f;
 }
 
 struct World : test_support::PipelineWorld {
   using PipelineWorld::PipelineWorld;
-  Verdict run(Fields f, Context& ctx, std::string target = "/v1/x", std::string method = "GET",
-              std::string peer = "127.0.0.1") {
+  Verdict run(RequestFields f, Context& ctx, std::string target = "/v1/x",
+              std::string method = "GET", std::string peer = "127.0.0.1") {
     ctx = Context{};
     ctx.request_id = "rid-1";
     ctx.peer_ip = peer;
     return decide(method, target, f, ctx);
   }
-  Verdict run(Fields f, std::string target = "/v1/x", std::string method = "GET") {
+  Verdict run(RequestFields f, std::string target = "/v1/x", std::string method = "GET") {
     Context ctx;
     return run(std::move(f), ctx, std::move(target), std::move(method));
   }
 };
 
-Fields with_key(const std::string& key) {
-  Fields f;
+RequestFields with_key(const std::string& key) {
+  RequestFields f;
   f.set("X-Api-Key", key);
   return f;
 }
@@ -60,7 +60,7 @@ TEST(ClientIp, PeerUnlessTrusted) {
   // An untrusted peer's X-Forwarded-For is ignored, whatever it says.
   EXPECT_EQ(resolve_client_ip("192.0.2.1", xff({"203.0.113.7"}), trusted), "192.0.2.1");
   EXPECT_EQ(resolve_client_ip("10.0.0.1", xff({"203.0.113.7"}), trusted), "203.0.113.7");
-  EXPECT_EQ(resolve_client_ip("10.0.0.1", Fields{}, trusted), "10.0.0.1");
+  EXPECT_EQ(resolve_client_ip("10.0.0.1", RequestFields{}, trusted), "10.0.0.1");
   EXPECT_EQ(resolve_client_ip("10.0.0.1", xff({""}), trusted), "10.0.0.1");
 }
 
@@ -125,7 +125,7 @@ TEST(ClientIp, AllowListsSeeTheResolvedIp) {
 trusted_proxies: [127.0.0.1/32]
 )");
   auto key = w.add([](KeyRecord& r) { r.allowed_ips = {"203.0.113.0/24"}; });
-  Fields f = with_key(key);
+  RequestFields f = with_key(key);
   Context ctx;
   EXPECT_EQ(reason_of(w.run(f, ctx)), "ip");  // no X-Forwarded-For: the peer
   f.set("X-Forwarded-For", "203.0.113.7");
@@ -147,13 +147,13 @@ TEST(ClientIp, NextRequestOnTheConnectionIsJudgedFromThePeerAgain) {
   Context ctx;
   ctx.peer_ip = "127.0.0.1";
   ctx.clear();  // as the session does before each request
-  Fields first = with_key(key);
+  RequestFields first = with_key(key);
   first.set("X-Forwarded-For", "203.0.113.7");
   EXPECT_TRUE(w.pipeline.decide(RequestView{"GET", "/v1/x", first}, ctx).forward);
   EXPECT_EQ(ctx.client_ip, "203.0.113.7");
 
   ctx.clear();
-  Fields second = with_key(key);  // no X-Forwarded-For: the peer itself
+  RequestFields second = with_key(key);  // no X-Forwarded-For: the peer itself
   EXPECT_EQ(reason_of(w.pipeline.decide(RequestView{"GET", "/v1/x", second}, ctx)), "ip");
   EXPECT_EQ(ctx.client_ip, "127.0.0.1");
 }
@@ -178,7 +178,7 @@ TEST(ForwardAuth, OriginalRequestFromHeadersOrOwnTarget) {
   EXPECT_FALSE(at_forward_auth(fa, "/_authx"));
   EXPECT_FALSE(at_forward_auth(ForwardAuthConfig{}, "/_auth"));
 
-  Fields f;
+  RequestFields f;
   f.set("X-Forwarded-Method", "DELETE");
   f.set("X-Forwarded-Uri", "/v1//a/../b?q=1");
   auto o = original_request({"GET", "/_auth", f}, own("/_auth"), fa, opts);
@@ -186,7 +186,7 @@ TEST(ForwardAuth, OriginalRequestFromHeadersOrOwnTarget) {
   EXPECT_EQ(o->method, "DELETE");
   EXPECT_EQ(o->target.target, "/v1/b?q=1");  // normalised as a proxied request
 
-  Fields nginx;
+  RequestFields nginx;
   nginx.set("X-Original-Method", "POST");
   nginx.set("X-Original-URI", "/v2/y");
   o = original_request({"GET", "/_auth", nginx}, own("/_auth"), fa, opts);
@@ -194,10 +194,11 @@ TEST(ForwardAuth, OriginalRequestFromHeadersOrOwnTarget) {
   EXPECT_EQ(o->target.path(), "/v2/y");
 
   // Envoy ext_authz: method as sent, original path appended to path_prefix.
-  o = original_request({"PATCH", "/_auth/v1/k?x=2", Fields{}}, own("/_auth/v1/k?x=2"), fa, opts);
+  o = original_request({"PATCH", "/_auth/v1/k?x=2", RequestFields{}}, own("/_auth/v1/k?x=2"), fa,
+                       opts);
   EXPECT_EQ(o->method, "PATCH");
   EXPECT_EQ(o->target.target, "/v1/k?x=2");
-  o = original_request({"GET", "/_auth", Fields{}}, own("/_auth"), fa, opts);
+  o = original_request({"GET", "/_auth", RequestFields{}}, own("/_auth"), fa, opts);
   EXPECT_EQ(o->target.target, "/_auth");  // nothing described: the check itself
 }
 
@@ -206,28 +207,28 @@ TEST(ForwardAuth, DisagreeingOrBadHeadersAre400) {
   NormalizeOptions opts;
   auto own = *normalize_target("/_auth", opts);
   // A client-sent X-Forwarded-Uri beside the X-Original-URI nginx sets.
-  Fields spoof;
+  RequestFields spoof;
   spoof.set("X-Forwarded-Uri", "/public");
   spoof.set("X-Original-URI", "/admin/x");
   auto e = original_request({"GET", "/_auth", spoof}, own, fa, opts);
   ASSERT_FALSE(e);
   EXPECT_EQ(e.error().status, 400);
-  Fields twice;
+  RequestFields twice;
   twice.insert("X-Forwarded-Uri", "/public");
   twice.insert("X-Forwarded-Uri", "/admin/x");
   EXPECT_FALSE(original_request({"GET", "/_auth", twice}, own, fa, opts));
-  Fields same;  // the same value twice is no disagreement
+  RequestFields same;  // the same value twice is no disagreement
   same.insert("X-Forwarded-Uri", "/a");
   same.insert("X-Original-URI", "/a");
   EXPECT_TRUE(original_request({"GET", "/_auth", same}, own, fa, opts));
-  Fields methods;
+  RequestFields methods;
   methods.set("X-Forwarded-Method", "GET");
   methods.set("X-Original-Method", "DELETE");
   EXPECT_FALSE(original_request({"GET", "/_auth", methods}, own, fa, opts));
-  Fields bad_method;
+  RequestFields bad_method;
   bad_method.set("X-Forwarded-Method", "GET /x");
   EXPECT_FALSE(original_request({"GET", "/_auth", bad_method}, own, fa, opts));
-  Fields climb;
+  RequestFields climb;
   climb.set("X-Forwarded-Uri", "/../../etc");
   auto c = original_request({"GET", "/_auth", climb}, own, fa, opts);
   ASSERT_FALSE(c);
@@ -244,7 +245,7 @@ routes:
 )");
   auto key = w.add();
   auto check = [&](const std::string& key_value, const std::string& uri, Context& ctx) {
-    Fields f;
+    RequestFields f;
     if (!key_value.empty()) f.set("X-Api-Key", key_value);
     f.set("X-Forwarded-Method", "GET");
     f.set("X-Forwarded-Uri", uri);
@@ -293,7 +294,7 @@ routes:
 )");
   auto key = w.add();  // scopes: read
   auto check = [&](const std::string& original_method) {
-    Fields f;
+    RequestFields f;
     f.set("X-Api-Key", key);
     f.set("X-Forwarded-Method", original_method);
     f.set("X-Forwarded-Uri", "/orders/1");
@@ -342,7 +343,7 @@ routes:
 )");
   auto key = w.add();
   Context ctx;
-  EXPECT_TRUE(w.run(Fields{}, ctx).forward);
+  EXPECT_TRUE(w.run(RequestFields{}, ctx).forward);
   EXPECT_EQ(ctx.shadow_reason, "missing");
   EXPECT_FALSE(ctx.key);
   EXPECT_TRUE(w.run(with_key(w.rt.key_format.generate()), ctx).forward);
@@ -372,16 +373,16 @@ routes:
   - {path_prefix: /strict, shadow: false}
 )");
   Context ctx;
-  EXPECT_TRUE(w.run(Fields{}, ctx, "/new/x").forward);
+  EXPECT_TRUE(w.run(RequestFields{}, ctx, "/new/x").forward);
   EXPECT_EQ(ctx.shadow_reason, "missing");
-  EXPECT_EQ(w.run(Fields{}, ctx, "/old").status, 401);
+  EXPECT_EQ(w.run(RequestFields{}, ctx, "/old").status, 401);
   World global(R"(
 shadow: true
 routes:
   - {path_prefix: /strict, shadow: false}
 )");
-  EXPECT_EQ(global.run(Fields{}, ctx, "/strict/x").status, 401);
-  EXPECT_TRUE(global.run(Fields{}, ctx, "/other").forward);
+  EXPECT_EQ(global.run(RequestFields{}, ctx, "/strict/x").status, 401);
+  EXPECT_TRUE(global.run(RequestFields{}, ctx, "/other").forward);
 }
 
 TEST(Shadow, ForwardAuthChecksPassWithTheReasonKept) {
@@ -389,7 +390,7 @@ TEST(Shadow, ForwardAuthChecksPassWithTheReasonKept) {
 shadow: true
 forward_auth: {path: /_auth}
 )");
-  Fields f;
+  RequestFields f;
   f.set("X-Forwarded-Uri", "/v1/x");
   Context ctx;
   Verdict v = w.run(f, ctx, "/_auth");
@@ -461,7 +462,7 @@ forward_auth: {path: /_auth}
     r.credits = Credits{1, std::nullopt, 0};
     r.credits_version = 1;
   });
-  Fields f = with_key(key);
+  RequestFields f = with_key(key);
   f.set("X-Forwarded-Uri", "/v1/x");
   Context ctx;
   Verdict v = w.run(f, ctx, "/_auth");
@@ -518,9 +519,10 @@ routes:
   EXPECT_FALSE(v.forward);
   EXPECT_EQ(ctx.admin_target, "/v1/api-keys");
   EXPECT_EQ(w.run(with_key(key), ctx, "/v1/api-keys").status, 429);  // the token is spent
-  EXPECT_EQ(w.run(Fields{}, ctx, "/v1/api-keys").status, 401);       // shadow and auth: none aside
+  EXPECT_EQ(w.run(RequestFields{}, ctx, "/v1/api-keys").status,
+            401);  // shadow and auth: none aside
   EXPECT_EQ(w.run(with_key(key), ctx, "/v1/api-keys/a/b").status, 404);
-  EXPECT_TRUE(w.run(Fields{}, ctx, "/v1/other").forward);
+  EXPECT_TRUE(w.run(RequestFields{}, ctx, "/v1/other").forward);
 }
 
 TEST(SelfService, ConfigNeedsTheAdminKeyScope) {

@@ -336,7 +336,7 @@ routes:
   ASSERT_TRUE(c);
   auto check = [&](std::string_view method, std::string_view path, const char* name,
                    const char* value) {
-    Fields f;
+    RequestFields f;
     if (name) f.insert(name, value);
     auto e = check_method_override(c->routes, match_route(c->routes, method, path), path, f);
     return e ? e->status * 1000 + (e->reason == "method_override") : 0;
@@ -353,7 +353,7 @@ routes:
   EXPECT_EQ(check("GET", "/v1/admin/x", nullptr, nullptr), 0);
   EXPECT_EQ(check("GET", "/docs/a", "X-HTTP-Method-Override", "DELETE"), 0);
   // Two override headers: each is judged.
-  Fields two;
+  RequestFields two;
   two.insert("X-HTTP-Method-Override", "POST");
   two.insert("X-HTTP-Method-Override", "GET");
   EXPECT_TRUE(check_method_override(c->routes, match_route(c->routes, "POST", "/v1/admin/x"),
@@ -361,7 +361,7 @@ routes:
   // No route lists methods: overrides cannot change a decision, nothing to refuse.
   auto plain = load_config_text("routes:\n  - {path_prefix: /docs, auth: none}\n", "t.yaml");
   ASSERT_TRUE(plain);
-  Fields f;
+  RequestFields f;
   f.insert("X-HTTP-Method-Override", "DELETE");
   EXPECT_FALSE(check_method_override(plain->routes, nullptr, "/v1/x", f));
 }

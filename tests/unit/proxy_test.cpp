@@ -18,7 +18,7 @@ Config config(const std::string& yaml) {
 
 struct World : test_support::PipelineWorld {
   using PipelineWorld::PipelineWorld;
-  Verdict run(Fields f, std::string target = "/v1/x", std::string method = "GET",
+  Verdict run(RequestFields f, std::string target = "/v1/x", std::string method = "GET",
               std::string ip = "127.0.0.1", Context* out = nullptr) {
     Context local;
     Context& ctx = out ? *out : local;
@@ -28,7 +28,7 @@ struct World : test_support::PipelineWorld {
   }
   Verdict with_key(const std::string& key, std::string target = "/v1/x", Context* out = nullptr,
                    std::string ip = "127.0.0.1") {
-    Fields f;
+    RequestFields f;
     f.set(http::field::authorization, "Bearer " + key);
     return run(f, target, "GET", ip, out);
   }
@@ -126,7 +126,7 @@ TEST(ForwardHeaders, RequestIdRules) {
 
 TEST(ForwardHeaders, RewritesForUpstream) {
   World w;
-  Fields f;
+  RequestFields f;
   f.set(http::field::host, "api.example");
   f.set(http::field::authorization, "Bearer secret");
   f.set("X-Api-Key", "secret");
@@ -172,7 +172,7 @@ TEST(ForwardHeaders, RewritesForUpstream) {
 
 TEST(ForwardHeaders, UnauthenticatedRouteStillStripsSpoofedIdentity) {
   World w;
-  Fields f;
+  RequestFields f;
   f.set("X-Keygate-Key-Id", "key_forged");
   f.set(http::field::authorization, "Basic dXNlcjpwYXNz");  // the API's own auth passes
   Context ctx;
@@ -185,12 +185,12 @@ TEST(ForwardHeaders, UnauthenticatedRouteStillStripsSpoofedIdentity) {
 
 TEST(ForwardHeaders, QueryCredentialRemovedAndForwardCredentialKeepsIt) {
   World w("auth: {sources: [{query: api_key}]}");
-  Fields f;
+  RequestFields f;
   Context ctx;
   ctx.credential = Credential{"k", w.rt.config.auth.sources[0]};
   EXPECT_EQ(rewrite_request(f, "/a?x=1&api_key=k&y=2", ctx, w.rt, {}), "/a?x=1&y=2");
   World keep("auth: {forward_credential: true}");
-  Fields g;
+  RequestFields g;
   g.set("X-Api-Key", "k");
   Context c2;
   c2.credential = Credential{"k", keep.rt.config.auth.sources[1]};
@@ -213,28 +213,28 @@ routes:
 
 TEST(Credentials, SourcesConflictsAndMalformed) {
   Config c;
-  auto extract = [&](Fields f, std::string target = "/") {
+  auto extract = [&](RequestFields f, std::string target = "/") {
     Context ctx;
     RequestView v{"GET", target, f};
     auto err = extract_credential(v, c.auth, ctx);
     return std::make_pair(err, ctx.credential);
   };
-  Fields f;
+  RequestFields f;
   f.set(http::field::authorization, "bEaReR   abc  ");
   EXPECT_EQ(extract(f).second->value, "abc");
-  Fields h;
+  RequestFields h;
   h.set("x-api-key", "abc");
   EXPECT_EQ(extract(h).second->source.kind, AuthSource::Kind::header);
-  Fields same = f;
+  RequestFields same = f;
   same.set("X-Api-Key", "abc");
   EXPECT_FALSE(extract(same).first);
-  Fields conflict = f;
+  RequestFields conflict = f;
   conflict.set("X-Api-Key", "other");
   EXPECT_EQ(extract(conflict).first->reason, "conflict");
-  Fields empty;
+  RequestFields empty;
   empty.set(http::field::authorization, "Bearer");
   EXPECT_EQ(extract(empty).first->reason, "malformed");
-  Fields basic;
+  RequestFields basic;
   basic.set(http::field::authorization, "Basic Zm9v");  // not ours: no credential
   EXPECT_FALSE(extract(basic).second);
   EXPECT_EQ(
@@ -278,7 +278,7 @@ routes:
     EXPECT_EQ(reason_of(v), reason);
     EXPECT_EQ(v.www_authenticate, status == 401) << reason;
   };
-  refused(w.run(Fields{}), 401, "missing");
+  refused(w.run(RequestFields{}), 401, "missing");
   refused(w.with_key("kg_live_short"), 401, "malformed");
   std::string typo = ok;
   typo[10] = typo[10] == 'a' ? 'b' : 'a';
@@ -302,12 +302,12 @@ routes:
   auto plan = w.with_key(w.add([](KeyRecord& r) { r.plan = "free"; }));
   EXPECT_EQ(plan.status, 403);
   EXPECT_EQ(json::parse(plan.body)["error"]["message"], "API access requires the Pro plan.");
-  Fields conflict;
+  RequestFields conflict;
   conflict.set(http::field::authorization, "Bearer " + ok);
   conflict.set("X-Api-Key", w.add());
   refused(w.run(conflict), 401, "conflict");
   // every 401 asks for Bearer credentials
-  EXPECT_TRUE(w.run(Fields{}).www_authenticate);
+  EXPECT_TRUE(w.run(RequestFields{}).www_authenticate);
   // rate limit: 2 per minute, the first call above used one
   Context ctx;
   EXPECT_TRUE(w.with_key(ok, "/v1/x", &ctx).forward);
@@ -343,15 +343,15 @@ TEST(Authenticate, ForeignFormatKeysAreLookedUpByHashOnlyOnceImported) {
 
 TEST(Pipeline, HealthEndpointsAndDraining) {
   World w;
-  auto live = w.run(Fields{}, "/live");
+  auto live = w.run(RequestFields{}, "/live");
   EXPECT_EQ(live.status, 200);
   EXPECT_EQ(json::parse(live.body), json::parse(R"({"success":true,"data":{"status":"ok"}})"));
   w.state.draining = true;
-  EXPECT_EQ(w.run(Fields{}, "/ready").status, 503);
-  EXPECT_EQ(w.run(Fields{}, "/live?x=1").status, 200);
+  EXPECT_EQ(w.run(RequestFields{}, "/ready").status, 503);
+  EXPECT_EQ(w.run(RequestFields{}, "/live?x=1").status, 200);
   w.state.draining = false;
   w.state.store_ok = false;
-  EXPECT_EQ(reason_of(w.run(Fields{}, "/health")), "unavailable");
+  EXPECT_EQ(reason_of(w.run(RequestFields{}, "/health")), "unavailable");
 }
 
 TEST(RateLimitHeaders, XRateLimitIetfAndRetryAfter) {

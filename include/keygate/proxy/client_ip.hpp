@@ -22,17 +22,12 @@
 #include <string_view>
 #include <vector>
 
-#include <boost/beast/http/fields.hpp>
-
-#include "keygate/core/arena.hpp"
 #include "keygate/keys/cidr.hpp"
+#include "keygate/proxy/flat_fields.hpp"
 
 namespace keygate {
 
-// `fields`: the request's own (its arena's allocator): a conversion to
-// http::fields would copy every field on every request.
-std::string resolve_client_ip(std::string_view peer,
-                              const boost::beast::http::basic_fields<ArenaAllocator<char>>& fields,
+std::string resolve_client_ip(std::string_view peer, const FlatFields& fields,
                               const std::vector<Cidr>& trusted_proxies);
 
 }  // namespace keygate

@@ -13,19 +13,23 @@
 #include "keygate/core/arena.hpp"
 #include "keygate/keys/cidr.hpp"
 #include "keygate/keys/key_index.hpp"
+#include "keygate/proxy/flat_fields.hpp"
 #include "keygate/proxy/normalize.hpp"
 #include "keygate/ratelimit/rate_limiter.hpp"
 
 namespace keygate {
 
-// Parsed heads. The session gives their allocator a per-request arena; a
+// Heads built or parsed with Beast (local replies' extra fields, the admin
+// listener). The session gives their allocator a per-request arena; a
 // default-constructed one (tests, tools) uses the heap.
 using Fields = boost::beast::http::basic_fields<ArenaAllocator<char>>;
+// The client's request head on the proxy listener, as its parser records it.
+using RequestFields = FlatFields;
 
 struct RequestView {
   std::string_view method;
   std::string_view target;  // path and query (as sent, or normalised once decide() ran)
-  const Fields& fields;
+  const RequestFields& fields;
   std::string_view path() const { return target.substr(0, target.find('?')); }
   std::string_view query() const {
     auto q = target.find('?');

@@ -17,25 +17,21 @@ std::string new_request_id();
 void choose_request_id(std::string_view client_value, std::string& out);
 void new_request_id(std::string& out);
 
-// Hop-by-hop fields of a head: the fixed list and the names its Connection
-// fields list (close, keep-alive and framing fields aside). Framing
-// (Content-Length / Transfer-Encoding) is left to whoever writes the head.
-// `Head` is Beast's Fields (requests) or FlatFields (the upstream's responses).
-template <class Head>
-class BasicHopByHop {
+// Hop-by-hop fields of a head (the client's request or the upstream's
+// response): the fixed list and the names its Connection fields list (close,
+// keep-alive and framing fields aside). Framing (Content-Length /
+// Transfer-Encoding) is left to whoever writes the head.
+class HopByHop {
  public:
-  explicit BasicHopByHop(const Head& h);
-  bool operator()(const typename Head::value_type& field) const;
+  explicit HopByHop(const FlatFields& h);
+  bool operator()(const FlatFields::value_type& field) const;
 
  private:
   static constexpr std::size_t kMaxNamed = 16;  // more: all of them are still matched
   std::array<std::string_view, kMaxNamed> named_{};
   std::size_t count_ = 0;
-  const Head* fields_;
+  const FlatFields* fields_;
 };
-using HopByHop = BasicHopByHop<Fields>;
-using ResponseHopByHop = BasicHopByHop<FlatFields>;
-void remove_hop_by_hop(Fields& f);
 
 // The identity headers (SPEC §3) of ctx.key, if any: X-Keygate-Key-Id, -Key-Name,
 // -Owner, -Scopes, -Plan under identity.header_prefix.
@@ -52,12 +48,12 @@ struct ForwardInfo {
 // X-Forwarded-*, Host, X-Request-Id). `target` is the normalised target; a
 // query credential is removed from it when it was used.
 void write_request_head(std::string& out, std::string_view method, std::string_view target,
-                        const Fields& f, const Context& ctx, const Runtime& rt,
+                        const RequestFields& f, const Context& ctx, const Runtime& rt,
                         const ForwardInfo& info);
 
 // The same rewrite applied to `f` in place (tools and tests). Returns the
 // target to send.
-std::string rewrite_request(Fields& f, std::string_view target, const Context& ctx,
+std::string rewrite_request(RequestFields& f, std::string_view target, const Context& ctx,
                             const Runtime& rt, const ForwardInfo& info);
 
 }  // namespace keygate

@@ -19,7 +19,7 @@ namespace keygate {
 // `chunked` (any on HTTP/1.0) and for a missing or repeated Host on HTTP/1.1.
 // Beast's parser already refuses Content-Length values that disagree and
 // Content-Length together with chunked. The connection must close after it.
-std::optional<Error> check_framing(const Fields& fields, unsigned version);
+std::optional<Error> check_framing(const RequestFields& fields, unsigned version);
 
 // route: the first entry of `routes` matching method (case-insensitively; GET
 // also covers HEAD) and the normalised path (case-sensitively), or null.
@@ -39,7 +39,7 @@ std::expected<const Route*, Error> select_route(const std::vector<Route>& routes
 // rule written for POST. Other overrides, and every one when no route lists
 // methods, pass untouched.
 std::optional<Error> check_method_override(const std::vector<Route>& routes, const Route* chosen,
-                                           std::string_view path, const Fields& fields);
+                                           std::string_view path, const RequestFields& fields);
 
 // forward auth (SPEC §9): whether `path` (normalised) is a check at
 // forward_auth.path: that path itself, or under it (Envoy's ext_authz appends
