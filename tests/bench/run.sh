@@ -11,7 +11,10 @@
 #   7. Forward auth: nginx auth_request -> keygate (the shipped deploy/forward-auth/
 #      nginx.conf) vs nginx's own key map, measured by peers.sh as well.
 #   8. Access log on (JSON, to a file) vs off: wrk, everything on one CPU, medians.
+#   9. wrk with a browser's ten request fields: keygate vs nginx-auth, one CPU
+#      (tests/bench/browser_fields.sh; peers.sh sends two fields).
 # Settings: SKIP_ALLOC=1, SKIP_ACCESS_LOG=1, LOG_ROUNDS (5), SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
+# SKIP_BROWSER=1,
 # SKIP_FORWARD_AUTH=1, KEYS=1000000, SHARED_BENCH (default ../shared/bench), FA_CONFIGS,
 # and the peers.sh variables (PIN, ROUNDS, DUR, CONFIGS); SKIP_10M=1, KEYS_BIG=10000000.
 set -euo pipefail
@@ -349,6 +352,11 @@ YAML
       CONFIGS=${FA_CONFIGS:-"nginx-auth"} PIN=${PIN:-one} ROUNDS=${ROUNDS:-3} DUR=${DUR:-5} \
       "$FA_PEERS"
   fi
+fi
+
+if [[ -z ${SKIP_BROWSER:-} ]]; then
+  echo "== wrk with a browser's request fields: keygate vs nginx-auth, everything on one CPU"
+  PEERS_DIR="${SHARED_BENCH:-$ROOT/../shared/bench}" "$ROOT/tests/bench/browser_fields.sh" "$BIN"
 fi
 
 if [[ -z ${SKIP_WRK:-} ]]; then
