@@ -106,6 +106,13 @@ bool any_connection_name(const FlatFields& f, Fn&& fn) {
 
 }  // namespace
 
+bool too_many_connection_options(const FlatFields& f) {
+  std::size_t options = 0;
+  for (const auto& field : f)
+    if (field.name() == http::field::connection) options += connection_options(field.value());
+  return options > kMaxConnectionOptions;
+}
+
 HopByHop::HopByHop(const FlatFields& f) : fields_(&f) {
   any_connection_name(f, [this](std::string_view tok) {
     if (count_ < kMaxNamed) named_[count_] = tok;

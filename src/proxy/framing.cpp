@@ -1,4 +1,5 @@
 #include "keygate/core/ascii.hpp"
+#include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/stages.hpp"
 
 namespace keygate {
@@ -16,13 +17,15 @@ Error bad_framing(std::string message) {
 std::optional<Error> check_framing(const RequestFields& fields, unsigned version) {
   // One pass over the fields, in arrival order: the first seen is the first sent.
   std::optional<std::string_view> te;
-  std::size_t te_count = 0, host_count = 0;
+  std::size_t te_count = 0, host_count = 0, options = 0;
   for (const auto& f : fields) {
     if (f.name() == http::field::transfer_encoding) {
       if (!te) te = f.value();
       ++te_count;
     } else if (f.name() == http::field::host) {
       ++host_count;
+    } else if (f.name() == http::field::connection) {
+      options += connection_options(f.value());
     }
   }
   // Beast reads any Transfer-Encoding whose last coding is not `chunked` as "no
@@ -40,6 +43,9 @@ std::optional<Error> check_framing(const RequestFields& fields, unsigned version
   // upstream disagree about which one counts.
   if (version >= 11 && host_count != 1)
     return bad_framing("An HTTP/1.1 request needs exactly one Host header.");
+  if (options > kMaxConnectionOptions)
+    return bad_framing("The Connection header may list at most " +
+                       std::to_string(kMaxConnectionOptions) + " options.");
   return std::nullopt;
 }
 

@@ -550,6 +550,8 @@ class ProxySession {
         // Beast reads any three digits; below 100 is no status (RFC 9110 §15),
         // and neither interim nor something a client could parse.
         if (!hec && rp->get().result_int() < 100) hec = http::error::bad_status;
+        // As many Connection options as a request may carry (check_framing).
+        if (!hec && too_many_connection_options(response_fields_)) hec = http::error::bad_field;
         if (hec || rp->get().result_int() >= 200 || rp->get().result_int() == 101) break;
       }
       // All of it read: nothing waits on this connection until its reuse, which asks the socket.

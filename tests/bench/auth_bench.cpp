@@ -52,7 +52,7 @@ World& world() {
 
 void run(benchmark::State& state, const std::vector<std::string>& keys, bool expect_ok) {
   World& w = world();
-  std::vector<Fields> requests(keys.size());
+  std::vector<RequestFields> requests(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) requests[i].set("X-Api-Key", keys[i]);
   size_t i = 0;
   UnixMillis now = now_millis();

@@ -14,7 +14,7 @@ struct World {
   Config cfg;
   Runtime rt{cfg};
   KeyIndex index;
-  std::vector<Fields> requests;
+  std::vector<RequestFields> requests;
   explicit World(bool credits) {
     for (int i = 0; i < 1000; ++i) {
       std::string key = rt.key_format.generate();

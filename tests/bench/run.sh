@@ -30,6 +30,8 @@ if [[ -z ${SKIP_MICRO:-} ]]; then
   echo "== micro-benchmarks (ns per decision)"
   "$ROOT/$BUILD/tests/bench_auth" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
   "$ROOT/$BUILD/tests/bench_ratelimit" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+  echo "== the head going upstream: wrk's fields, a browser's; 3000 Connection options over 2400 fields refused"
+  "$ROOT/$BUILD/tests/bench_forward" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
   echo "== valid-key path with credits off vs on (issue 17 target: within 5%)"
   "$ROOT/$BUILD/tests/bench_credits" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
   echo "== rate-limit decision on Redis (local redis-server) beside local"

@@ -160,6 +160,19 @@ class Forwarding(GatewayTest):
         self.assertTrue(got_head.startswith(b"HTTP/1.1 502 "), got_head)
         self.assertEqual(json.loads(got_body)["error"]["code"], "UPSTREAM_ERROR")
 
+    def test_more_than_sixteen_connection_options_from_the_upstream_is_a_502(self):
+        # The limit a request has (test_security's thousands of options): each
+        # option is looked up for every field of the head.
+        names = b", ".join(b"X-Opt-%d" % i for i in range(17))
+        head = b"HTTP/1.1 200 OK\r\nConnection: " + names + b"\r\nContent-Length: 0\r\n\r\n"
+        up = self.raw_upstream(lambda _u, conn, _head: conn.sendall(head))
+        g = self.gateway({**OPEN, "upstream": {"url": f"http://127.0.0.1:{up.port}"}})
+        out, closed = exchange(g.port, b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(closed)
+        got_head, _, got_body = out.partition(b"\r\n\r\n")
+        self.assertTrue(got_head.startswith(b"HTTP/1.1 502 "), got_head)
+        self.assertEqual(json.loads(got_body)["error"]["code"], "UPSTREAM_ERROR")
+
     def test_streams_200mb_response_with_flat_memory(self):
         g = self.gateway(OPEN)
         base = rss_kb(g.proc.pid)

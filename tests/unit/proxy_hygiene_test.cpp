@@ -54,6 +54,26 @@ TEST(Framing, TransferEncodingMustBeExactlyChunked) {
   EXPECT_FALSE(framing_reason(RequestFields{}, 10));  // and needs no Host
 }
 
+// Each option of a Connection field is looked up for every field going
+// upstream: more than 16 (close and keep-alive counted, empty ones too) is a 400.
+TEST(Framing, AtMostSixteenConnectionOptions) {
+  std::string sixteen = "keep-alive";
+  for (int i = 1; i < 16; ++i) sixteen += ", X-" + std::to_string(i);
+  RequestFields f = with_host();
+  f.insert(http::field::connection, sixteen);
+  EXPECT_FALSE(framing_reason(f));
+  f.insert(http::field::connection, "close");  // the 17th, in a second field
+  EXPECT_EQ(framing_reason(f), "bad_request");
+  RequestFields commas = with_host();
+  commas.insert("connection", std::string(16, ','));  // 17 empty options
+  EXPECT_EQ(framing_reason(commas), "bad_request");
+  RequestFields many = with_host();
+  std::string names = "x";
+  for (int i = 1; i < 3000; ++i) names += ",x";
+  many.insert(http::field::connection, names);
+  EXPECT_EQ(framing_reason(many), "bad_request");
+}
+
 TEST(Framing, ExactlyOneHostOnHttp11) {
   EXPECT_TRUE(framing_reason(RequestFields{}));
   EXPECT_FALSE(framing_reason(with_host()));

@@ -16,7 +16,8 @@
 namespace keygate {
 
 // framing (SPEC §7): 400 for a Transfer-Encoding other than one exact
-// `chunked` (any on HTTP/1.0) and for a missing or repeated Host on HTTP/1.1.
+// `chunked` (any on HTTP/1.0), for a missing or repeated Host on HTTP/1.1 and
+// for Connection fields listing more than kMaxConnectionOptions options.
 // Beast's parser already refuses Content-Length values that disagree and
 // Content-Length together with chunked. The connection must close after it.
 std::optional<Error> check_framing(const RequestFields& fields, unsigned version);
