@@ -3,14 +3,15 @@
 #include <openssl/rand.h>
 
 #include <array>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/parser.hpp>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 
 #include "keygate/core/append.hpp"
 #include "keygate/core/ascii.hpp"
+#include "keygate/proxy/flat_parser.hpp"
 
 namespace keygate {
 
@@ -320,16 +321,18 @@ std::string rewrite_request(RequestFields& f, std::string_view target, const Con
   // The very bytes the proxy sends, read back: tests of this see the wire.
   std::string head;
   write_request_head(head, "GET", target, f, ctx, rt, info);
-  http::request_parser<http::empty_body> parser;
+  RequestFields out;  // in the order they were written, as the session's parser records them
+  RequestParser parser(out, ArenaAllocator<char>{});
   parser.eager(false);
+  // Its own bytes: a long target comes back percent-encoded, past Beast's default 8 KiB.
+  parser.header_limit(std::numeric_limits<std::uint32_t>::max());
   boost::system::error_code ec;
   parser.put(boost::asio::buffer(head), ec);
   if (ec || !parser.is_header_done())
     throw std::logic_error("the forwarded head does not parse: " + ec.message());
-  RequestFields out;
-  for (const auto& field : parser.get()) out.insert(field.name_string(), field.value());
+  std::string sent_target(parser.get().target());
   f = std::move(out);
-  return std::string(parser.get().target());
+  return sent_target;
 }
 
 }  // namespace keygate

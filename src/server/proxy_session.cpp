@@ -12,7 +12,7 @@
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/response_headers.hpp"
 #include "keygate/proxy/stages.hpp"
-#include "server/flat_parser.hpp"
+#include "keygate/proxy/flat_parser.hpp"
 #include "server/self_service.hpp"
 #include "server/wire.hpp"
 #include "server/worker.hpp"

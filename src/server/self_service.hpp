@@ -5,7 +5,7 @@
 // its answer becomes the local reply.
 #include "keygate/proxy/pipeline.hpp"
 #include "server/asio.hpp"
-#include "server/flat_parser.hpp"
+#include "keygate/proxy/flat_parser.hpp"
 #include "server/stream.hpp"
 #include "server/worker.hpp"
 

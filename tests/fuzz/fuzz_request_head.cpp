@@ -21,7 +21,7 @@
 #include "keygate/proxy/normalize.hpp"
 #include "keygate/proxy/runtime.hpp"
 #include "keygate/proxy/stages.hpp"
-#include "server/flat_parser.hpp"
+#include "keygate/proxy/flat_parser.hpp"
 
 using namespace keygate;
 using fuzz::check;

@@ -1,5 +1,5 @@
 // An upstream's response head, as it arrives, through what the gateway does
-// before the client sees it: the flat-fields parser (server/flat_parser.hpp)
+// before the client sees it: the flat-fields parser (keygate/proxy/flat_parser.hpp)
 // and wire::response_head (hop-by-hop fields dropped, the gateway's fields
 // spliced in, framing and Connection for the client's connection). The first
 // byte picks the client's version, keep-alive and re-chunking; the rest is the
@@ -24,7 +24,7 @@
 #include "keygate/core/ascii.hpp"
 #include "keygate/proxy/flat_fields.hpp"
 #include "keygate/proxy/response_headers.hpp"
-#include "server/flat_parser.hpp"
+#include "keygate/proxy/flat_parser.hpp"
 #include "server/wire.hpp"
 
 using namespace keygate;
