@@ -11,8 +11,9 @@
 #   7. Forward auth: nginx auth_request -> keygate (the shipped deploy/forward-auth/
 #      nginx.conf) vs nginx's own key map, measured by peers.sh as well.
 #   8. Access log on (JSON, to a file) vs off: wrk, everything on one CPU, medians.
-#   9. wrk with a browser's ten request fields: keygate vs nginx-auth, one CPU
-#      (tests/bench/browser_fields.sh; peers.sh sends two fields).
+#   9. keygate vs nginx-auth, everything on one CPU (tests/bench/one_cpu.sh), with
+#      wrk's request fields (peers.sh's) and with a browser's ten: req/s, CPU, and
+#      where the CPU's time went (server, upstream, wrk; wrk's wake-ups).
 # Settings: SKIP_ALLOC=1, SKIP_ACCESS_LOG=1, LOG_ROUNDS (5), SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
 # SKIP_BROWSER=1,
 # SKIP_FORWARD_AUTH=1, KEYS=1000000, SHARED_BENCH (default ../shared/bench), FA_CONFIGS,
@@ -357,8 +358,10 @@ YAML
 fi
 
 if [[ -z ${SKIP_BROWSER:-} ]]; then
-  echo "== wrk with a browser's request fields: keygate vs nginx-auth, everything on one CPU"
-  PEERS_DIR="${SHARED_BENCH:-$ROOT/../shared/bench}" "$ROOT/tests/bench/browser_fields.sh" "$BIN"
+  for fields in wrk browser; do
+    echo "== keygate vs nginx-auth, everything on one CPU, $fields request fields"
+    FIELDS=$fields PEERS_DIR="${SHARED_BENCH:-$ROOT/../shared/bench}" "$ROOT/tests/bench/one_cpu.sh" "$BIN"
+  done
 fi
 
 if [[ -z ${SKIP_WRK:-} ]]; then
