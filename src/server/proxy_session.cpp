@@ -9,10 +9,10 @@
 #include "keygate/core/ascii.hpp"
 #include "keygate/core/http_date.hpp"
 #include "keygate/observe/log.hpp"
+#include "keygate/proxy/flat_parser.hpp"
 #include "keygate/proxy/forward_headers.hpp"
 #include "keygate/proxy/response_headers.hpp"
 #include "keygate/proxy/stages.hpp"
-#include "keygate/proxy/flat_parser.hpp"
 #include "server/self_service.hpp"
 #include "server/wire.hpp"
 #include "server/worker.hpp"
@@ -616,6 +616,12 @@ class ProxySession {
       co_return false;
     }
     if (got.write) co_return false;
+    // A body that came with the head and went out without a wait: the upstream
+    // socket is as the head's short read left it, so mark it drained as a
+    // bodiless response is above. Left marked readable, the next request on
+    // this connection tried a recv before the response could be there (EAGAIN,
+    // 0.7 a request under wrk with everything on one CPU).
+    if (!got.awaited && rp->is_done()) conn->stream.mark_drained();
 
     // Only an exchange read exactly to its end is pooled (the pool then checks
     // that nothing follows it): no client ever reads another one's bytes.
@@ -626,6 +632,7 @@ class ProxySession {
   struct RelayResult {
     boost::system::error_code read, write;  // which side failed, if one did
     bool sent_any = false;                  // some byte went to `to`
+    bool awaited = false;                   // it waited (for `from`, or for `to` to take bytes)
   };
 
   // `head`, then the body as `parser` reads it from `from`: whatever has arrived
@@ -647,6 +654,7 @@ class ProxySession {
     from_buffer.reserve(ChunkPool::kChunk);
     if (!parser.is_done() && from_buffer.size() == 0 && !from.tls_buffered()) {
       bool readable = false;
+      r.awaited = true;
       if (head_hold.count() > 0) readable = co_await wait_readable(from, head_hold);
       if (!readable) {
         to.expires_after(idle);
@@ -667,6 +675,7 @@ class ProxySession {
         boost::system::error_code ec;
         if (!parse_buffered(parser, from_buffer, ec)) {
           from.expires_after(idle);
+          r.awaited = true;
           auto [rec, rn] = co_await http::async_read_some(from, from_buffer, parser, use_tuple);
           ec = rec;
         }
@@ -687,6 +696,7 @@ class ProxySession {
       boost::system::error_code wec;
       if (!write_now(to, frame, wec)) {
         to.expires_after(idle);
+        r.awaited = true;
         auto [aec, wn] = co_await asio::async_write(to, frame.buffers(), use_tuple);
         wec = aec;
       }

@@ -1,14 +1,16 @@
 """Short versions of the reliability workloads (tests/integration/reliability.py);
 `make chaos` and `make soak` run the long ones. Each prints its figures."""
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import unittest
 
-from harness import GatewayTest, wait_until
+from harness import Gateway, GatewayTest, wait_until
 import reliability
+import rogue_upstream
 
 SEED = int(os.environ.get("KEYGATE_RELIABILITY_SEED", "14"))
 
@@ -46,9 +48,9 @@ class RelayReads(GatewayTest):
     at most the buffer's spare capacity), so a 1 MB download cost 2,048 reads
     and 2,048 writes and ran ~17x slower than direct. Counted, not timed."""
 
-    def test_a_4_mb_download_takes_few_reads(self):
-        g = self.gateway({"logging": {"access_log": False}})
-        key = g.create_key("--name", "reads")["key"]
+    def trace_reads(self, g):
+        """strace attached to the gateway's threads (reads only): returns a
+        function that stops it and gives back the trace's lines."""
         tmp = tempfile.mkdtemp(prefix="kg-strace-")
         self.addCleanup(shutil.rmtree, tmp, True)
         trace, err = os.path.join(tmp, "trace"), open(os.path.join(tmp, "err"), "w+")
@@ -61,15 +63,56 @@ class RelayReads(GatewayTest):
         if not wait_until(lambda: open(err.name).read().count("attached") >= 1 or
                           st.poll() is not None, timeout=10) or st.poll() is not None:
             self.skipTest("strace cannot attach here: " + open(err.name).read()[-300:])
+
+        def stop():
+            st.send_signal(signal.SIGINT)
+            st.wait(timeout=30)
+            with open(trace) as f:
+                return f.readlines()
+        return stop
+
+    def test_a_4_mb_download_takes_few_reads(self):
+        g = self.gateway({"logging": {"access_log": False}})
+        key = g.create_key("--name", "reads")["key"]
+        stop = self.trace_reads(g)
         r = g.request("GET", "/stream?bytes=4194304", headers={"X-Api-Key": key}, timeout=60)
         self.assertEqual((r.status, len(r.body)), (200, 4194304))
-        st.send_signal(signal.SIGINT)
-        st.wait(timeout=30)
-        with open(trace) as f:
-            reads = sum(1 for line in f if "recv" in line or " read" in line)
+        reads = sum(1 for line in stop() if "recv" in line or " read" in line)
         print(f"{reads} read calls for 4 MB")
         # 64 KiB reads: ~64 for 4 MB (more when the upstream writes slower than we read).
         self.assertLess(reads, 1024, f"{reads} read calls for a 4 MB body")
+
+    def test_a_response_read_whole_leaves_its_connection_waiting_for_epoll(self):
+        """Found by a scheduler trace under wrk (2026-12-03): after a response
+        whose body came in the head's read, the upstream socket stayed marked
+        readable, so the next request on that pooled connection tried a recv
+        right after sending it, before the upstream could have answered
+        (EAGAIN 0.7 times a request with wrk, upstream and keygate on one CPU).
+        Counted: recvs on the upstream connection that did not wait for epoll
+        (MSG_DONTWAIT; the pool's MSG_PEEK before reuse is another question)."""
+        rogue = rogue_upstream.RogueUpstream()  # head and body in one write
+        self.addCleanup(rogue.close)
+        g = Gateway(rogue.port, {"threads": 1, "logging": {"access_log": False},
+                                 "routes": [{"path_prefix": "/", "auth": "none"}]})
+        self.addCleanup(g.cleanup)
+        g.start()
+        stop = self.trace_reads(g)
+        client = g.connection()
+        self.addCleanup(client.close)
+        for i in range(20):
+            r = g.request("GET", f"/id/r{i}", conn=client)
+            self.assertEqual((r.status, r.body), (200, f"r{i}".encode()))
+        lines = stop()
+        upstream_fds = {m.group(1) for m in
+                        (re.search(r'recvfrom\((\d+), "HTTP/1.1 ', line) for line in lines) if m}
+        self.assertEqual(len(upstream_fds), 1, "one pooled upstream connection")
+        direct = [line for line in lines
+                  if re.search(r"recvfrom\((\d+),", line) and
+                  re.search(r"recvfrom\((\d+),", line).group(1) in upstream_fds and
+                  "MSG_DONTWAIT" in line and "MSG_PEEK" not in line]
+        print(f"{len(direct)} direct upstream reads in 20 requests")
+        # A new socket counts as readable: its first read may be tried at once.
+        self.assertLessEqual(len(direct), 1, "".join(direct[:4]))
 
 
 if __name__ == "__main__":
