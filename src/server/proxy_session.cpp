@@ -136,6 +136,16 @@ bool parse_buffered(Parser& parser, beast::flat_buffer& buffer, boost::system::e
   return false;
 }
 
+// After the head: the rest of the message is already in `buffer` (no body,
+// or a Content-Length body that arrived with the head).
+template <class Parser>
+bool whole_message_buffered(const Parser& parser, const beast::flat_buffer& buffer) {
+  if (parser.is_done()) return true;
+  if (parser.chunked()) return false;
+  const boost::optional<std::uint64_t> rest = parser.content_length_remaining();
+  return rest && *rest <= buffer.size();
+}
+
 // What a failed read means to `parser`, as Beast's reads tell it: EOF before
 // any byte is end_of_stream, EOF inside a head what put_eof() says of it.
 template <class Parser>
@@ -277,9 +287,13 @@ class ProxySession {
       stream_.expires_at(start + cfg.limits.header_timeout);
       boost::system::error_code ec;
       if (parse_buffered(parser, buffer_, ec)) {
-        // The whole request came in one read: the next read waits for epoll.
-        // (A client that half-closed after it is then seen at the idle timeout.)
-        if (!ec && parser.is_done()) stream_.mark_drained();
+        // The whole request came in one read, body included: the next read
+        // waits for epoll. Marked now, before any co_await (an edge epoll
+        // reports later sets the mark back). Left marked readable after a
+        // POST, the next request's read was tried before the client could
+        // have sent it (EAGAIN once a request). (A client that half-closed
+        // after its request is then seen at the idle timeout.)
+        if (!ec && whole_message_buffered(parser, buffer_)) stream_.mark_drained();
       } else {
         auto [rec, rn] = co_await http::async_read_header(stream_, buffer_, parser, use_tuple);
         ec = rec;
@@ -554,8 +568,11 @@ class ProxySession {
         if (!hec && too_many_connection_options(response_fields_)) hec = http::error::bad_field;
         if (hec || rp->get().result_int() >= 200 || rp->get().result_int() == 101) break;
       }
-      // All of it read: nothing waits on this connection until its reuse, which asks the socket.
-      if (!hec && rp->is_done()) conn->stream.mark_drained();
+      // All of it read (a body that came with the head too): nothing waits on
+      // this connection until its reuse, which asks the socket. Left marked
+      // readable, the next request on it tried a recv before the response
+      // could be there (EAGAIN 0.7 a request under wrk on one CPU).
+      if (!hec && whole_message_buffered(*rp, conn->buffer)) conn->stream.mark_drained();
       const bool nothing_received = hec == http::error::end_of_stream ||
                                     hec == asio::error::connection_reset || hec == asio::error::eof;
       if (hec && may_retry && nothing_received) continue;
@@ -616,12 +633,6 @@ class ProxySession {
       co_return false;
     }
     if (got.write) co_return false;
-    // A body that came with the head and went out without a wait: the upstream
-    // socket is as the head's short read left it, so mark it drained as a
-    // bodiless response is above. Left marked readable, the next request on
-    // this connection tried a recv before the response could be there (EAGAIN,
-    // 0.7 a request under wrk with everything on one CPU).
-    if (!got.awaited && rp->is_done()) conn->stream.mark_drained();
 
     // Only an exchange read exactly to its end is pooled (the pool then checks
     // that nothing follows it): no client ever reads another one's bytes.
@@ -632,7 +643,6 @@ class ProxySession {
   struct RelayResult {
     boost::system::error_code read, write;  // which side failed, if one did
     bool sent_any = false;                  // some byte went to `to`
-    bool awaited = false;                   // it waited (for `from`, or for `to` to take bytes)
   };
 
   // `head`, then the body as `parser` reads it from `from`: whatever has arrived
@@ -654,7 +664,6 @@ class ProxySession {
     from_buffer.reserve(ChunkPool::kChunk);
     if (!parser.is_done() && from_buffer.size() == 0 && !from.tls_buffered()) {
       bool readable = false;
-      r.awaited = true;
       if (head_hold.count() > 0) readable = co_await wait_readable(from, head_hold);
       if (!readable) {
         to.expires_after(idle);
@@ -675,7 +684,6 @@ class ProxySession {
         boost::system::error_code ec;
         if (!parse_buffered(parser, from_buffer, ec)) {
           from.expires_after(idle);
-          r.awaited = true;
           auto [rec, rn] = co_await http::async_read_some(from, from_buffer, parser, use_tuple);
           ec = rec;
         }
@@ -696,7 +704,6 @@ class ProxySession {
       boost::system::error_code wec;
       if (!write_now(to, frame, wec)) {
         to.expires_after(idle);
-        r.awaited = true;
         auto [aec, wn] = co_await asio::async_write(to, frame.buffers(), use_tuple);
         wec = aec;
       }

@@ -520,8 +520,9 @@ class Promises(GatewayTest):
             self.assertLess(time.monotonic() - start, 5)
 
     def test_one_connection_through_pieces_pipelining_and_a_late_body(self):
-        # The reads that wait for epoll instead of trying a recv (README, "System
-        # calls per request") on every shape of arrival: a head in pieces, two
+        # The reads that wait for epoll instead of trying a recv
+        # (docs/performance.md, "System calls per request") on every shape of
+        # arrival: a head in pieces, two
         # requests in one segment, an upstream body that comes later, a pause.
         # Deadlines are an hour: a lost wakeup shows as the 5 s socket timeout.
         def answer(u, conn, head):
@@ -575,9 +576,65 @@ class Promises(GatewayTest):
                 s.sendall(req(b"n%d" % i))
                 self.assertEqual(response(s), (b"HTTP/1.1 200 OK", b"n%d" % i))
 
+    def test_posts_whose_bodies_came_with_their_heads_through_one_connection(self):
+        # A request read whole with its body marks the client socket drained
+        # before anything is awaited; a next request that arrives while the
+        # first is upstream must still be read (its epoll edge sets the mark
+        # back). Deadlines are an hour: a lost wakeup shows as the 5 s timeout.
+        g = self.gateway({**OPEN, "limits": {"idle_timeout": "1h", "header_timeout": "1h"}})
+        pending = b""
+
+        def post(path, body):
+            return b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (
+                path, len(body), body)
+
+        def response(s):
+            nonlocal pending
+            while b"\r\n\r\n" not in pending:
+                part = s.recv(65536)
+                self.assertTrue(part, "closed before a response")
+                pending += part
+            head, _, pending = pending.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+            while len(pending) < length:
+                part = s.recv(65536)
+                self.assertTrue(part, "closed inside a body")
+                pending += part
+            body, pending = pending[:length], pending[length:]
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            return json.loads(body)
+
+        def echoed(s, path, body):
+            r = response(s)
+            self.assertEqual((r["path"], r["body_length"], r["body_sha256"]),
+                             (path, len(body), hashlib.sha256(body).hexdigest()))
+
+        with socket.create_connection(("127.0.0.1", g.port), timeout=5) as s:
+            # The next request arrives while the first waits on the upstream.
+            s.sendall(post(b"/slow?ms=300", b"first"))
+            time.sleep(0.1)
+            s.sendall(post(b"/after", b"second body"))
+            self.assertEqual(response(s), {"slow": True})
+            echoed(s, "/after", b"second body")
+            # Two in one segment; then a body that comes after its head.
+            s.sendall(post(b"/one", b"1" * 10) + post(b"/two", b"2" * 20))
+            echoed(s, "/one", b"1" * 10)
+            echoed(s, "/two", b"2" * 20)
+            s.sendall(b"POST /late HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n")
+            time.sleep(0.1)
+            s.sendall(b"body")
+            echoed(s, "/late", b"body")
+            for i in range(30):
+                body = b"n" * (i + 1)
+                s.sendall(post(b"/n%d" % i, body))
+                echoed(s, "/n%d" % i, body)
+            s.sendall(b"GET /get HTTP/1.1\r\nHost: a\r\n\r\n")
+            echoed(s, "/get", b"")
+
     def test_a_client_that_half_closes_after_its_request_is_closed_by_idle_timeout(self):
-        # The FIN that follows a whole request is not seen at once (README,
-        # "System calls per request"); the connection still ends at idle_timeout.
+        # The FIN that follows a whole request is not seen at once
+        # (docs/performance.md, "System calls per request"); the connection
+        # still ends at idle_timeout.
         g = self.gateway({**OPEN, "limits": {"idle_timeout": "500ms", "header_timeout": "1h"}})
         with socket.create_connection(("127.0.0.1", g.port), timeout=30) as s:
             s.sendall(b"GET /live HTTP/1.1\r\nHost: a\r\n\r\n")

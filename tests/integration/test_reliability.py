@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -112,6 +113,62 @@ class RelayReads(GatewayTest):
         print(f"{len(direct)} direct upstream reads in 20 requests")
         # A new socket counts as readable: its first read may be tried at once.
         self.assertLessEqual(len(direct), 1, "".join(direct[:4]))
+
+    def test_a_request_read_whole_with_its_body_leaves_the_client_waiting_for_epoll(self):
+        """The client side of the above (2026-12-03): after a POST whose body
+        came in the head's read, the client socket stayed marked readable, so
+        keygate tried a recv for the next request right after answering, before
+        the client could have sent it (EAGAIN once a request). Counted like the
+        upstream's reads: recvs on the client connection that did not wait for
+        epoll."""
+        rogue = rogue_upstream.RogueUpstream()
+        self.addCleanup(rogue.close)
+        g = Gateway(rogue.port, {"threads": 1, "logging": {"access_log": False},
+                                 "routes": [{"path_prefix": "/", "auth": "none"}]})
+        self.addCleanup(g.cleanup)
+        g.start()
+        stop = self.trace_reads(g)
+        client = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+        self.addCleanup(client.close)
+        pending = b""
+        for i in range(20):
+            body = b"x" * (10 + i)
+            # Head and body in one write: they arrive in one segment.
+            client.sendall(b"POST /id/p%d HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                           % (i, len(body), body))
+            status, answer, pending = read_response(client, pending)
+            self.assertEqual((status, answer), (200, b"p%d" % i))
+        lines = stop()
+        self.assertEqual([int(h["content-length"][0]) for _, _, h in rogue.requests],
+                         [10 + i for i in range(20)], "every body's length reached the upstream")
+        client_fds = {m.group(1) for m in
+                      (re.search(r'recvfrom\((\d+), "POST /id/', line) for line in lines) if m}
+        self.assertEqual(len(client_fds), 1, "one client connection")
+        call = f"recvfrom({client_fds.pop()},"
+        direct = [line for line in lines if call in line and "MSG_DONTWAIT" in line]
+        print(f"{len(direct)} direct client reads in 20 POSTs")
+        # A new socket counts as readable: its first read may be tried at once.
+        self.assertLessEqual(len(direct), 1, "".join(direct[:4]))
+
+
+def read_response(sock, pending):
+    """One response with a Content-Length body from `sock`: (status, body, what
+    followed it). Bounded by the socket's timeout."""
+    while b"\r\n\r\n" not in pending:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed after {pending!r}")
+        pending += chunk
+    head, rest = pending.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(v) for k, _, v in (l.partition(":") for l in lines[1:])
+                  if k.strip().lower() == "content-length")
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed inside a body")
+        rest += chunk
+    return int(lines[0].split()[1]), rest[:length], rest[length:]
 
 
 if __name__ == "__main__":
