@@ -118,6 +118,26 @@ def read_head(conn):
     return head, rest
 
 
+def read_response(sock, pending=b""):
+    """One response with a Content-Length body from `sock`, after the bytes
+    already read (`pending`): (status line, body, the bytes that followed).
+    Raises AssertionError when the peer closes first; bounded by the socket's
+    timeout."""
+    while b"\r\n\r\n" not in pending:
+        part = sock.recv(65536)
+        if not part:
+            raise AssertionError(f"closed before a response (after {pending[:200]!r})")
+        pending += part
+    head, _, rest = pending.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+    while len(rest) < length:
+        part = sock.recv(65536)
+        if not part:
+            raise AssertionError("closed inside a body")
+        rest += part
+    return head.split(b"\r\n")[0], rest[:length], rest[length:]
+
+
 class RawUpstream:
     """A scripted upstream on 127.0.0.1:<port 0>: every accepted connection
     is handed to `handler(upstream, conn, head)` in its own thread once a

@@ -9,7 +9,8 @@ import threading
 import time
 import unittest
 
-from harness import GatewayTest, RawUpstream, exchange, read_head, wait_until, wellformed_key
+from harness import (GatewayTest, RawUpstream, exchange, read_head, read_response, wait_until,
+                     wellformed_key)
 
 OPEN = {"routes": [{"path_prefix": "/", "auth": "none"}]}
 
@@ -544,18 +545,8 @@ class Promises(GatewayTest):
 
         def response(s):
             nonlocal pending
-            while b"\r\n\r\n" not in pending:
-                part = s.recv(65536)
-                self.assertTrue(part, "closed before a response")
-                pending += part
-            head, _, pending = pending.partition(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
-            while len(pending) < length:
-                part = s.recv(65536)
-                self.assertTrue(part, "closed inside a body")
-                pending += part
-            body, pending = pending[:length], pending[length:]
-            return head.split(b"\r\n")[0], body
+            status, body, pending = read_response(s, pending)
+            return status, body
 
         def req(path):
             return b"GET /%s HTTP/1.1\r\nHost: a\r\n\r\n" % path
@@ -590,18 +581,8 @@ class Promises(GatewayTest):
 
         def response(s):
             nonlocal pending
-            while b"\r\n\r\n" not in pending:
-                part = s.recv(65536)
-                self.assertTrue(part, "closed before a response")
-                pending += part
-            head, _, pending = pending.partition(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
-            while len(pending) < length:
-                part = s.recv(65536)
-                self.assertTrue(part, "closed inside a body")
-                pending += part
-            body, pending = pending[:length], pending[length:]
-            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            status, body, pending = read_response(s, pending)
+            self.assertTrue(status.startswith(b"HTTP/1.1 200 "), status)
             return json.loads(body)
 
         def echoed(s, path, body):

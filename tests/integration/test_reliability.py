@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import Gateway, GatewayTest, wait_until
+from harness import Gateway, GatewayTest, read_response, wait_until
 import reliability
 import rogue_upstream
 
@@ -72,6 +72,16 @@ class RelayReads(GatewayTest):
                 return f.readlines()
         return stop
 
+    def rogue_gateway(self):
+        """A one-thread gateway, no auth, in front of a RogueUpstream."""
+        rogue = rogue_upstream.RogueUpstream()
+        self.addCleanup(rogue.close)
+        g = Gateway(rogue.port, {"threads": 1, "logging": {"access_log": False},
+                                 "routes": [{"path_prefix": "/", "auth": "none"}]})
+        self.addCleanup(g.cleanup)
+        g.start()
+        return rogue, g
+
     def test_a_4_mb_download_takes_few_reads(self):
         g = self.gateway({"logging": {"access_log": False}})
         key = g.create_key("--name", "reads")["key"]
@@ -91,12 +101,7 @@ class RelayReads(GatewayTest):
         (EAGAIN 0.7 times a request with wrk, upstream and keygate on one CPU).
         Counted: recvs on the upstream connection that did not wait for epoll
         (MSG_DONTWAIT; the pool's MSG_PEEK before reuse is another question)."""
-        rogue = rogue_upstream.RogueUpstream()  # head and body in one write
-        self.addCleanup(rogue.close)
-        g = Gateway(rogue.port, {"threads": 1, "logging": {"access_log": False},
-                                 "routes": [{"path_prefix": "/", "auth": "none"}]})
-        self.addCleanup(g.cleanup)
-        g.start()
+        rogue, g = self.rogue_gateway()  # head and body in one write
         stop = self.trace_reads(g)
         client = g.connection()
         self.addCleanup(client.close)
@@ -121,12 +126,7 @@ class RelayReads(GatewayTest):
         the client could have sent it (EAGAIN once a request). Counted like the
         upstream's reads: recvs on the client connection that did not wait for
         epoll."""
-        rogue = rogue_upstream.RogueUpstream()
-        self.addCleanup(rogue.close)
-        g = Gateway(rogue.port, {"threads": 1, "logging": {"access_log": False},
-                                 "routes": [{"path_prefix": "/", "auth": "none"}]})
-        self.addCleanup(g.cleanup)
-        g.start()
+        rogue, g = self.rogue_gateway()
         stop = self.trace_reads(g)
         client = socket.create_connection(("127.0.0.1", g.port), timeout=10)
         self.addCleanup(client.close)
@@ -137,7 +137,7 @@ class RelayReads(GatewayTest):
             client.sendall(b"POST /id/p%d HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
                            % (i, len(body), body))
             status, answer, pending = read_response(client, pending)
-            self.assertEqual((status, answer), (200, b"p%d" % i))
+            self.assertEqual((status, answer), (b"HTTP/1.1 200 OK", b"p%d" % i))
         lines = stop()
         self.assertEqual([int(h["content-length"][0]) for _, _, h in rogue.requests],
                          [10 + i for i in range(20)], "every body's length reached the upstream")
@@ -149,26 +149,6 @@ class RelayReads(GatewayTest):
         print(f"{len(direct)} direct client reads in 20 POSTs")
         # A new socket counts as readable: its first read may be tried at once.
         self.assertLessEqual(len(direct), 1, "".join(direct[:4]))
-
-
-def read_response(sock, pending):
-    """One response with a Content-Length body from `sock`: (status, body, what
-    followed it). Bounded by the socket's timeout."""
-    while b"\r\n\r\n" not in pending:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed after {pending!r}")
-        pending += chunk
-    head, rest = pending.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    length = next(int(v) for k, _, v in (l.partition(":") for l in lines[1:])
-                  if k.strip().lower() == "content-length")
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError("connection closed inside a body")
-        rest += chunk
-    return int(lines[0].split()[1]), rest[:length], rest[length:]
 
 
 if __name__ == "__main__":
