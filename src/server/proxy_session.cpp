@@ -137,11 +137,11 @@ bool parse_buffered(Parser& parser, beast::flat_buffer& buffer, boost::system::e
 }
 
 // After the head: the rest of the message is already in `buffer` (no body,
-// or a Content-Length body that arrived with the head).
+// or a Content-Length body that arrived with the head; a chunked or
+// EOF-delimited body has no remaining length).
 template <class Parser>
 bool whole_message_buffered(const Parser& parser, const beast::flat_buffer& buffer) {
   if (parser.is_done()) return true;
-  if (parser.chunked()) return false;
   const boost::optional<std::uint64_t> rest = parser.content_length_remaining();
   return rest && *rest <= buffer.size();
 }
