@@ -46,7 +46,12 @@ class Dockerfile(unittest.TestCase):
         with open(script) as f:
             text = f.read()
         self.assertIn('bash "$SRC/scripts/install-deps.sh"', text)  # the project's own installer
-        self.assertIn("cmake --build", text)
+        # The profile-guided build: both passes and the training in between.
+        self.assertIn('bash "$SRC/scripts/pgo-build.sh"', text)
+        with open(os.path.join(ROOT, "scripts", "pgo-build.sh")) as f:
+            pgo = f.read()
+        self.assertEqual(pgo.count("cmake --build"), 2)
+        self.assertIn("scripts/pgo-train.py", pgo)
         for k, a in self.ins:  # no compile step hides in the Dockerfile itself
             self.assertNotRegex(a, r"\b(cmake|g\+\+|ninja|make)\b", (k, a))
 
