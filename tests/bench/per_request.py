@@ -5,7 +5,7 @@ instructions per request (valgrind callgrind) and system calls per request
 (strace -c attached after the warm-up), for the valid-key path and the 401
 path, with the access log off and on (JSON, to a file).
 
-    per_request.py BUILD_DIR [--mode alloc|instr|both|trace|syscalls] [--requests N]
+    per_request.py BUILD_DIR [--bin KEYGATE] [--mode alloc|instr|both|trace|syscalls] [--requests N]
                    [--headers wrk|browser] [--path TARGET]
 
 --mode trace shows where the allocations come from: the shim records the call
@@ -116,9 +116,9 @@ class Client:
 
 
 class World:
-    def __init__(self, build):
-        self.build = build
-        self.bin = os.path.join(build, "keygate")
+    def __init__(self, build, binary=None):
+        self.build = build  # its tests/ has the allocation counter
+        self.bin = binary or os.path.join(build, "keygate")
         self.tmp = tempfile.mkdtemp(prefix="kg-per-request.")
         self.procs = []
         self.up_port = free_port()
@@ -369,6 +369,8 @@ def measure_syscalls(w, access_log, key, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
+    ap.add_argument("--bin", default="",
+                    help="the keygate binary (default: BUILD/keygate), e.g. the profile-guided one")
     ap.add_argument("--mode", default="both",
                     choices=["alloc", "instr", "both", "trace", "syscalls"])
     ap.add_argument("--requests", type=int, default=0)
@@ -380,7 +382,7 @@ def main():
                     help="wrk: Host and the key only; browser: 8 more fields, as fetch() sends")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started
-    w = World(os.path.abspath(args.build))
+    w = World(os.path.abspath(args.build), args.bin and os.path.abspath(args.bin))
     w.path = args.path
     w.extra = BROWSER_FIELDS if args.headers == "browser" else ""
     try:

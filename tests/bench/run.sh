@@ -14,7 +14,7 @@
 #   9. keygate vs nginx-auth, everything on one CPU (tests/bench/one_cpu.sh), with
 #      wrk's request fields (peers.sh's) and with a browser's ten: req/s, CPU, and
 #      where the CPU's time went (server, upstream, wrk; wrk's wake-ups).
-# Settings: SKIP_ALLOC=1, SKIP_ACCESS_LOG=1, LOG_ROUNDS (5), SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
+# Settings: SKIP_PGO=1 (measure the ordinary build), SKIP_ALLOC=1, SKIP_ACCESS_LOG=1, LOG_ROUNDS (5), SKIP_MICRO=1, SKIP_STARTUP=1, SKIP_TLS=1, SKIP_REDIS=1, SKIP_WRK=1,
 # SKIP_BROWSER=1,
 # SKIP_FORWARD_AUTH=1, KEYS=1000000, SHARED_BENCH (default ../shared/bench), FA_CONFIGS,
 # and the peers.sh variables (PIN, ROUNDS, DUR, CONFIGS); SKIP_10M=1, KEYS_BIG=10000000.
@@ -22,7 +22,18 @@ set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cmake --build "$ROOT/$BUILD" --target benchmarks >/dev/null
-BIN="$ROOT/$BUILD/keygate"
+# The gateway measured is the image's: profile-guided (scripts/pgo-build.sh), in
+# BUILD-pgo; the ordinary build's binary runs beside it where noted.
+# SKIP_PGO=1 measures the ordinary build instead.
+PLAIN_BIN="$ROOT/$BUILD/keygate"
+if [[ -z ${SKIP_PGO:-} ]]; then
+  echo "== the profile-guided build (scripts/pgo-build.sh ${BUILD}-pgo)"
+  bash "$ROOT/scripts/pgo-build.sh" "$ROOT/${BUILD}-pgo" -DKEYGATE_TESTS=OFF -DKEYGATE_BENCH=OFF |
+    grep -E '^pgo-train' || true
+  BIN="$ROOT/${BUILD}-pgo/keygate"
+else
+  BIN=$PLAIN_BIN
+fi
 W=$(mktemp -d /tmp/keygate-bench.XXXXXX)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"' EXIT
@@ -43,11 +54,16 @@ if [[ -z ${SKIP_ALLOC:-} ]]; then
   # Counted, not timed: the same on a busy machine. Needs nginx for the upstream
   # (../shared/bench's template); tests/integration/upstream.py is the fallback.
   echo "== heap allocations per request (whole process, LD_PRELOAD counter)"
-  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode alloc
+  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --bin "$BIN" --mode alloc
   echo "== the same with a browser's ten request fields (access log off)"
-  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode alloc --headers browser --access-log off
+  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --bin "$BIN" --mode alloc --headers browser --access-log off
   echo "== system calls per request (strace -c on every gateway thread, one request at a time per connection)"
-  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --mode syscalls --access-log off
+  python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --bin "$BIN" --mode syscalls --access-log off
+  if [[ $BIN != "$PLAIN_BIN" ]]; then
+    echo "== instructions per request (callgrind), the ordinary build, then the profile-guided one"
+    python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --bin "$PLAIN_BIN" --mode instr --access-log off
+    python3 "$ROOT/tests/bench/per_request.py" "$ROOT/$BUILD" --bin "$BIN" --mode instr --access-log off
+  fi
 fi
 
 if [[ -z ${SKIP_ACCESS_LOG:-} ]]; then
@@ -359,8 +375,11 @@ fi
 
 if [[ -z ${SKIP_BROWSER:-} ]]; then
   for fields in wrk browser; do
-    echo "== keygate vs nginx-auth, everything on one CPU, $fields request fields"
-    FIELDS=$fields PEERS_DIR="${SHARED_BENCH:-$ROOT/../shared/bench}" "$ROOT/tests/bench/one_cpu.sh" "$BIN"
+    # wrk's fields: the ordinary build's binary too, in the same rounds.
+    more=()
+    [[ $fields == wrk && $BIN != "$PLAIN_BIN" ]] && more=("$PLAIN_BIN")
+    echo "== keygate vs nginx-auth, everything on one CPU, $fields request fields (${BIN#"$ROOT/"} ${more[*]#"$ROOT/"})"
+    FIELDS=$fields PEERS_DIR="${SHARED_BENCH:-$ROOT/../shared/bench}" "$ROOT/tests/bench/one_cpu.sh" "$BIN" "${more[@]}"
   done
 fi
 
