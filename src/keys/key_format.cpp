@@ -70,11 +70,17 @@ std::string KeyFormat::generate() const {
 }
 
 bool KeyFormat::well_formed(std::string_view key) const {
-  if (key.size() != length() || !key.starts_with(head_)) return false;
-  auto body = key.substr(head_.size());
-  if (!is_base62(body)) return false;
-  return checksum_base62(key.substr(0, key.size() - kChecksumChars)) ==
-         key.substr(key.size() - kChecksumChars);
+  return well_shaped(key) && checksum_matches(key);
+}
+
+bool KeyFormat::well_shaped(std::string_view key) const {
+  return key.size() == length() && key.starts_with(head_) && is_base62(key.substr(head_.size()));
+}
+
+bool KeyFormat::checksum_matches(std::string_view key) const {
+  return key.size() > kChecksumChars &&
+         checksum_base62(key.substr(0, key.size() - kChecksumChars)) ==
+             key.substr(key.size() - kChecksumChars);
 }
 
 std::string KeyFormat::display_prefix(std::string_view key) const {

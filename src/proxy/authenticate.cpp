@@ -6,18 +6,28 @@ std::optional<Error> authenticate(const Runtime& rt, const KeyIndex& index, Cont
                                   UnixMillis now) {
   if (!ctx.credential) return errors::auth("missing", MessageText::lasting(rt.missing_message));
   const std::string_view key = ctx.credential->value;
-  // Cheap rejections first: garbage never costs a hash, unknown keys never a store query.
-  // Imported foreign-format keys have no checksum: once the index holds any, a
-  // credential failing the keygate format is looked up by hash like the rest.
-  if (!rt.key_format.well_formed(key) && !index.has_foreign_keys())
+  // Cheap rejections first: garbage of the wrong shape never costs a hash,
+  // unknown keys never a store query. Imported foreign-format keys have no
+  // checksum: once the index holds any, a credential failing the keygate
+  // format is looked up by hash like the rest. The checksum is read only
+  // after a miss, to tell a typo from an unknown key: a key the index finds
+  // by its hash is well formed, and the checksum (a public CRC, computable by
+  // anyone) never kept a deliberate client from costing a hash.
+  const bool foreign = index.has_foreign_keys();
+  const auto malformed = [] {
     return errors::auth("malformed", "Malformed API key. Check that the whole key was copied.");
+  };
+  if (!foreign && !rt.key_format.well_shaped(key)) return malformed();
   KeyHash h = rt.hasher.hash(key);
   bool found = index.visit(h, [&](const IndexedKey& k) {
     ctx.hold_key(k);
     ctx.usage_due = k.claim_usage_report(now, kUsageReportInterval);  // on the indexed record
     ctx.meter = &index.meter(k);  // usage counts refusals of a known key too
   });
-  if (!found) return errors::auth("invalid", "Invalid or revoked API key");
+  if (!found) {
+    if (!foreign && !rt.key_format.checksum_matches(key)) return malformed();
+    return errors::auth("invalid", "Invalid or revoked API key");
+  }
 
   const AuthKey& k = *ctx.key;
   std::optional<Error> err;

@@ -101,6 +101,22 @@ TEST(KeyFormat, RejectsGarbageWithoutHashing) {
   }
 }
 
+TEST(KeyFormat, WellFormedIsTheShapeAndTheChecksum) {
+  KeyFormat f(keys_cfg());
+  std::string good = f.generate();
+  EXPECT_TRUE(f.well_shaped(good));
+  EXPECT_TRUE(f.checksum_matches(good));
+  std::string typo = good;
+  typo[12] = typo[12] == 'a' ? 'b' : 'a';
+  EXPECT_TRUE(f.well_shaped(typo));  // the shape passes; only the checksum sees the typo
+  EXPECT_FALSE(f.checksum_matches(typo));
+  EXPECT_FALSE(f.well_formed(typo));
+  for (std::string bad : {std::string(""), good + "x", good.substr(1), std::string(46, 'a'),
+                          std::string("kg_live_") + std::string(38, '!')})
+    EXPECT_FALSE(f.well_shaped(bad)) << bad;
+  EXPECT_FALSE(f.checksum_matches("abc"));  // shorter than a checksum: no match, no overrun
+}
+
 TEST(Base62, IsUnbiased) {
   // 620k symbols: each of 62 expects 10k. Chi-square with 61 dof; 120 is far
   // beyond the 99.99th percentile (~107), so a biased generator (e.g. b % 62

@@ -19,6 +19,11 @@ class KeyFormat {
 
   std::string generate() const;                  // OpenSSL CSPRNG, unbiased base62
   bool well_formed(std::string_view key) const;  // shape + charset + checksum
+  // The two halves of well_formed: the gateway checks the shape before the
+  // lookup and the checksum only after a miss (a key found by its hash is
+  // well formed; the checksum only tells a typo from an unknown key).
+  bool well_shaped(std::string_view key) const;  // length, head, base62 body
+  bool checksum_matches(std::string_view key) const;
   std::string display_prefix(std::string_view key) const;
   const std::string& head() const { return head_; }  // "kg_live_"
   size_t length() const { return head_.size() + kRandomChars + kChecksumChars; }
