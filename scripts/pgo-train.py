@@ -73,14 +73,12 @@ async def upstream(reader, writer):
             await read_message(reader)
             n += 1
             date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
+            head = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: " + date +
+                    b"\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n")
             if n % 4:
-                writer.write(b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: " + date +
-                             b"\r\nContent-Type: application/json\r\nContent-Length: " +
-                             str(len(BODY)).encode() + b"\r\nConnection: keep-alive\r\n\r\n" + BODY)
+                writer.write(head + b"Content-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
             else:
-                writer.write(b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: " + date +
-                             b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-                             b"Connection: keep-alive\r\n\r\n" +
+                writer.write(head + b"Transfer-Encoding: chunked\r\n\r\n" +
                              f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n0\r\n\r\n")
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -110,26 +108,27 @@ def kinds(port, good, limited):
         return b"GET " + path + b" HTTP/1.1\r\n" + host + fields + b"\r\n"
 
     body = b'{"name":"widget","count":3}'
+    over_limit = get(b"/", b"X-Api-Key: " + limited + b"\r\n")
     post = (b"POST /v1/items HTTP/1.1\r\n" + host + b"Authorization: Bearer " + good +
             b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
             b"\r\n\r\n" + body)
-    return [
+    return over_limit, [
         (get(b"/", b"X-Api-Key: " + good + b"\r\n"), 200),
         (get(b"/v1/items?page=2&sort=name", b"Authorization: Bearer " + good + b"\r\n" + BROWSER), 200),
         (post, 200),
         (get(b"/", b"X-Api-Key: bk_" + b"0" * 32 + b"\r\n"), 401),
         (get(b"/v1/items", b"Authorization: Bearer kg_live_" + b"A" * 38 + b"\r\n" + BROWSER), 401),
         (get(b"/"), 401),
-        (get(b"/", b"X-Api-Key: " + limited + b"\r\n"), 429),
+        (over_limit, 429),
         (get(b"/v1/admin/users", b"X-Api-Key: " + good + b"\r\n"), 403),
     ]
 
 
 async def traffic(port, good, limited):
-    mix = kinds(port, good, limited)
+    over_limit, mix = kinds(port, good, limited)
     # One request of the limited key is admitted (burst 1); the rest are 429s.
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(mix[6][0])
+    writer.write(over_limit)
     await read_message(reader)
     writer.close()
     per_conn = REQUESTS_PER_KIND * len(mix) // CONNECTIONS
