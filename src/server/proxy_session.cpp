@@ -495,7 +495,7 @@ class ProxySession {
       boost::system::error_code ec;
       bool tls_failed = false;
       if (attempt == 0)
-        conn = w_.pool.take_idle(cfg.upstream);  // the common case, without a coroutine
+        conn = w_.pool.take_idle(cfg.upstream, bodiless);  // the common case, no coroutine
       else
         conn.reset();  // the retry: a fresh connection
       if (!conn) conn = co_await w_.pool.acquire(cfg.upstream, ec, tls_failed, attempt > 0);

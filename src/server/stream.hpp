@@ -196,6 +196,9 @@ class Stream {
     short_read_ = unspeculated_wait_ && n > 0 && n < asked;
     unspeculated_wait_ = false;
   }
+  // Whether epoll has reported the socket readable since it was last marked
+  // drained (true when unknown, and on TLS, whose records the socket hides).
+  bool may_be_readable() { return tls_ || detail::may_be_readable(socket_); }
   // The last read (read_now's, or the async one read_completed saw) took less
   // than it asked: the socket was empty after it, unless the peer's FIN came
   // with the bytes (a recv returns the data first, then 0, and epoll will not

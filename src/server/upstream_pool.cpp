@@ -25,7 +25,16 @@ bool bytes_left_over(UpstreamConn& c) {
 // (MSG_PEEK|MSG_DONTWAIT answers without blocking). Asked once, right before
 // the reuse: asked at the release too, it would miss what comes later and cost
 // a system call per request.
-bool upstream_sent_nothing(UpstreamConn& c) {
+//
+// `retryable`: the request may go again on a fresh connection if this one
+// fails before any response byte (proxy_session's rule), so the socket is asked
+// only when epoll has reported it readable since its last read drained it, as
+// nginx's keepalive module asks only a connection whose read event is ready.
+// What epoll has not reported yet (a FIN in flight, or one that came with the
+// response's last bytes) then costs a failed attempt and the retry, not a 502;
+// a request that cannot be retried is still asked every time.
+bool upstream_sent_nothing(UpstreamConn& c, bool retryable) {
+  if (retryable && !c.stream.may_be_readable()) return true;
   char b;
   ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -57,7 +66,7 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
     }
   }
   if (!fresh) {
-    if (auto c = reuse_idle()) co_return c;
+    if (auto c = reuse_idle(false)) co_return c;
   }
   auto [rec, endpoints] =
       co_await resolver_.async_resolve(cfg.host, std::to_string(cfg.port), use_tuple);
@@ -99,14 +108,14 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
   co_return c;
 }
 
-std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle() {
+std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle(bool retryable) {
   auto now = std::chrono::steady_clock::now();
   while (!idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
     // Checked before every reuse, however short the idle: bytes may have
     // arrived since the release.
-    if (now - c->idle_since < kMaxIdleAge && upstream_sent_nothing(*c)) {
+    if (now - c->idle_since < kMaxIdleAge && upstream_sent_nothing(*c, retryable)) {
       c->reused = true;
       return c;
     }
@@ -114,9 +123,9 @@ std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle() {
   return nullptr;
 }
 
-std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg) {
+std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg, bool retryable) {
   if (cfg.https) return nullptr;
-  return reuse_idle();
+  return reuse_idle(retryable);
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg) {

@@ -34,12 +34,13 @@ class UpstreamPool {
   // A pooled connection that may be reused now, or null: what acquire() would
   // take first, without a coroutine (one less frame and resumption per
   // request). Plain upstreams only: an https one goes through acquire(), which
-  // checks its TLS settings first.
-  std::unique_ptr<UpstreamConn> take_idle(const UpstreamConfig& cfg);
+  // checks its TLS settings first. `retryable`: the request may be sent again
+  // on a fresh connection should this one turn out closed (upstream_pool.cpp).
+  std::unique_ptr<UpstreamConn> take_idle(const UpstreamConfig& cfg, bool retryable);
   void release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg);
 
  private:
-  std::unique_ptr<UpstreamConn> reuse_idle();
+  std::unique_ptr<UpstreamConn> reuse_idle(bool retryable);
   net::asio::ssl::context* tls_for(const UpstreamConfig& cfg);
   net::asio::any_io_executor ex_;
   net::tcp::resolver resolver_;

@@ -9,6 +9,9 @@ Paths (any method):
   /extra         Content-Length: 5 "hello", then POISON's response after it
                  (`late` as above)
   /reset         a head promising 100 bytes, then a TCP reset (SO_LINGER 0)
+  /bye/N         200, body N, then the connection closed (FIN) without a
+                 `Connection: close` (`late`: ~0.2 s after the answer, else at
+                 once, so the FIN arrives with the body)
   /sse           text/event-stream, chunked: the head, then `events` events
                  every `interval` s; each next step waits (bounded) until the
                  test acknowledges the previous one via `ack()`, so delivery
@@ -130,6 +133,12 @@ class RogueUpstream:
             body = path[len("/id/"):].encode()
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             return True
+        if path.startswith("/bye/"):
+            body = path[len("/bye/"):].encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            if late:
+                time.sleep(0.2)
+            return False  # _serve closes it
         if path == "/head-body":
             head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(POISON)
             self._stray(conn, head, late)

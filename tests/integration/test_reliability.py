@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import Gateway, GatewayTest, read_response, wait_until
@@ -14,6 +15,17 @@ import reliability
 import rogue_upstream
 
 SEED = int(os.environ.get("KEYGATE_RELIABILITY_SEED", "14"))
+
+
+def rogue_gateway(test):
+    """A one-thread gateway, no auth, in front of a RogueUpstream."""
+    rogue = rogue_upstream.RogueUpstream()
+    test.addCleanup(rogue.close)
+    g = Gateway(rogue.port, {"threads": 1, "logging": {"access_log": False},
+                             "routes": [{"path_prefix": "/", "auth": "none"}]})
+    test.addCleanup(g.cleanup)
+    g.start()
+    return rogue, g
 
 
 class CrashSafety(GatewayTest):
@@ -73,14 +85,7 @@ class RelayReads(GatewayTest):
         return stop
 
     def rogue_gateway(self):
-        """A one-thread gateway, no auth, in front of a RogueUpstream."""
-        rogue = rogue_upstream.RogueUpstream()
-        self.addCleanup(rogue.close)
-        g = Gateway(rogue.port, {"threads": 1, "logging": {"access_log": False},
-                                 "routes": [{"path_prefix": "/", "auth": "none"}]})
-        self.addCleanup(g.cleanup)
-        g.start()
-        return rogue, g
+        return rogue_gateway(self)
 
     def test_a_4_mb_download_takes_few_reads(self):
         g = self.gateway({"logging": {"access_log": False}})
@@ -149,6 +154,67 @@ class RelayReads(GatewayTest):
         print(f"{len(direct)} direct client reads in 20 POSTs")
         # A new socket counts as readable: its first read may be tried at once.
         self.assertLessEqual(len(direct), 1, "".join(direct[:4]))
+
+    def test_a_pooled_connection_is_asked_before_reuse_only_when_a_request_cannot_be_retried(self):
+        """Found by strace under wrk (2026-12-03): every reuse of a pooled
+        upstream connection cost a recv(MSG_PEEK), one system call a request
+        that nginx does not make. A request without a body is retried on a
+        fresh connection if the reused one turns out closed, so it is asked
+        only when epoll reported the socket readable; a POST with a body is
+        asked every time (StaleUpstreamConnections checks both answers)."""
+        rogue, g = self.rogue_gateway()
+        stop = self.trace_reads(g)
+        client = g.connection()
+        self.addCleanup(client.close)
+        for i in range(10):
+            r = g.request("GET", f"/id/g{i}", conn=client)
+            self.assertEqual((r.status, r.body), (200, f"g{i}".encode()))
+        for i in range(10):
+            r = g.request("POST", f"/id/p{i}", body=b"x" * 10, conn=client)
+            self.assertEqual((r.status, r.body), (200, f"p{i}".encode()))
+        lines = stop()
+        upstream_fds = {m.group(1) for m in
+                        (re.search(r'recvfrom\((\d+), "HTTP/1.1 ', line) for line in lines) if m}
+        self.assertEqual(len(upstream_fds), 1, "one pooled upstream connection")
+        call = f"recvfrom({upstream_fds.pop()},"
+        peeks = [line for line in lines if call in line and "MSG_PEEK" in line]
+        print(f"{len(peeks)} peeks at the pooled connection in 10 GETs and 10 POSTs")
+        # The first GET opens the connection; the next 9 reuse it unasked; the
+        # 10 POSTs each ask.
+        self.assertEqual(len(peeks), 10, "".join(peeks[:4]))
+
+
+class StaleUpstreamConnections(GatewayTest):
+    """An upstream that closes a keep-alive connection without saying so:
+    the next request through keygate still gets its own answer, sent upstream
+    once, whether the FIN came with the last response (which epoll reports
+    with the data, if at all) or later."""
+
+    def check(self, late):
+        rogue, g = rogue_gateway(self)
+        client = g.connection()
+        self.addCleanup(client.close)
+        query = "?late=1" if late else ""
+        for i in range(6):
+            r = g.request("GET", f"/bye/b{i}{query}", conn=client)
+            self.assertEqual((r.status, r.body), (200, f"b{i}".encode()))
+            if late:  # the FIN is on its way, or has arrived
+                time.sleep(0.3)
+            if i % 2:
+                r = g.request("POST", f"/id/p{i}", body=b"y" * 7, conn=client)
+            else:
+                r = g.request("GET", f"/id/g{i}", conn=client)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.body, f"{'p' if i % 2 else 'g'}{i}".encode())
+        targets = [t.split("?")[0] for t in rogue.targets()]
+        expected = [t for i in range(6) for t in (f"/bye/b{i}", f"/id/{'p' if i % 2 else 'g'}{i}")]
+        self.assertEqual(targets, expected, "each request reached the upstream once, in order")
+
+    def test_fin_with_the_response(self):
+        self.check(late=False)
+
+    def test_fin_after_the_response(self):
+        self.check(late=True)
 
 
 if __name__ == "__main__":
