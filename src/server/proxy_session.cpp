@@ -32,8 +32,7 @@ double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
 
-std::int64_t epoch_seconds(
-    std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) {
+std::int64_t epoch_seconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
@@ -495,7 +494,7 @@ class ProxySession {
       boost::system::error_code ec;
       bool tls_failed = false;
       if (attempt == 0)
-        conn = w_.pool.take_idle(cfg.upstream, bodiless);  // the common case, no coroutine
+        conn = w_.pool.take_idle(cfg.upstream, bodiless, upstream_start);  // no coroutine
       else
         conn.reset();  // the retry: a fresh connection
       if (!conn) conn = co_await w_.pool.acquire(cfg.upstream, ec, tls_failed, attempt > 0);
@@ -587,7 +586,9 @@ class ProxySession {
       }
       break;
     }
-    o.upstream_ms = ms_since(upstream_start);
+    const auto upstream_end = std::chrono::steady_clock::now();
+    o.upstream_ms =
+        std::chrono::duration<double, std::milli>(upstream_end - upstream_start).count();
     svc_.metrics.upstream_seconds.observe(o.upstream_ms / 1000);
     auto& res = rp->get();
     o.status = static_cast<int>(res.result_int());
@@ -606,7 +607,9 @@ class ProxySession {
     // lists again, ~700 instructions a response.
     const bool upstream_reusable = rp->keep_alive();
     const bool upstream_chunked = rp->chunked();
-    add_response_headers(edits_, ctx, rt, epoch_seconds());
+    // The decision's time, as a local reply has it: X-RateLimit-Reset (epoch)
+    // counts from when the bucket was read, not from the upstream's answer.
+    add_response_headers(edits_, ctx, rt, epoch_seconds(ctx.decided_at()));
     const bool no_body = head || o.status == 204 || o.status == 304 || o.status < 200;
     bool rechunk = false;  // body until EOF upstream: chunk it to keep the client connection
     if (!no_body && !upstream_chunked && !rp->content_length()) {
@@ -636,7 +639,8 @@ class ProxySession {
 
     // Only an exchange read exactly to its end is pooled (the pool then checks
     // that nothing follows it): no client ever reads another one's bytes.
-    if (upstream_reusable && rp->is_done()) w_.pool.release(std::move(conn), cfg.upstream);
+    if (upstream_reusable && rp->is_done())
+      w_.pool.release(std::move(conn), cfg.upstream, upstream_end);
     co_return keep;
   }
 

@@ -66,7 +66,7 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
     }
   }
   if (!fresh) {
-    if (auto c = reuse_idle(false)) co_return c;
+    if (auto c = reuse_idle(false, std::chrono::steady_clock::now())) co_return c;
   }
   auto [rec, endpoints] =
       co_await resolver_.async_resolve(cfg.host, std::to_string(cfg.port), use_tuple);
@@ -108,8 +108,7 @@ awaitable<std::unique_ptr<UpstreamConn>> UpstreamPool::acquire(const UpstreamCon
   co_return c;
 }
 
-std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle(bool retryable) {
-  auto now = std::chrono::steady_clock::now();
+std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle(bool retryable, Clock::time_point now) {
   while (!idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
@@ -123,16 +122,18 @@ std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle(bool retryable) {
   return nullptr;
 }
 
-std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg, bool retryable) {
+std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg, bool retryable,
+                                                      Clock::time_point now) {
   if (cfg.https) return nullptr;
-  return reuse_idle(retryable);
+  return reuse_idle(retryable, now);
 }
 
-void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg) {
+void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg,
+                           Clock::time_point now) {
   if (cfg.max_idle_connections == 0 || bytes_left_over(*c)) return;  // closed
   if (idle_.size() >= static_cast<size_t>(cfg.max_idle_connections)) idle_.pop_front();
   c->stream.expires_never();
-  c->idle_since = std::chrono::steady_clock::now();
+  c->idle_since = now;
   idle_.push_back(std::move(c));
 }
 

@@ -23,6 +23,7 @@ struct UpstreamConn {
 
 class UpstreamPool {
  public:
+  using Clock = std::chrono::steady_clock;
   explicit UpstreamPool(net::asio::any_io_executor ex) : ex_(ex), resolver_(ex) {}
 
   // A connected (and, for https, handshaken) stream; on failure `ec` is set.
@@ -36,11 +37,13 @@ class UpstreamPool {
   // request). Plain upstreams only: an https one goes through acquire(), which
   // checks its TLS settings first. `retryable`: the request may be sent again
   // on a fresh connection should this one turn out closed (upstream_pool.cpp).
-  std::unique_ptr<UpstreamConn> take_idle(const UpstreamConfig& cfg, bool retryable);
-  void release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg);
+  // `now` (and release's): a time the caller read anyway, a clock read less.
+  std::unique_ptr<UpstreamConn> take_idle(const UpstreamConfig& cfg, bool retryable,
+                                          Clock::time_point now);
+  void release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg, Clock::time_point now);
 
  private:
-  std::unique_ptr<UpstreamConn> reuse_idle(bool retryable);
+  std::unique_ptr<UpstreamConn> reuse_idle(bool retryable, Clock::time_point now);
   net::asio::ssl::context* tls_for(const UpstreamConfig& cfg);
   net::asio::any_io_executor ex_;
   net::tcp::resolver resolver_;

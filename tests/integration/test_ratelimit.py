@@ -29,6 +29,21 @@ class RateLimits(GatewayTest):
         self.assertEqual(body["error"]["details"]["retry_after_seconds"], retry)
         self.assertEqual(g.metric_reaching("keygate_rate_limited_total", "", 1), 1)
 
+    def test_epoch_reset_counts_from_the_decision_not_from_the_upstreams_answer(self):
+        """Found reading the relay (2026-12-03): a forwarded response's epoch
+        X-RateLimit-Reset added the bucket's seconds-to-refill to the clock read
+        when the upstream answered, so a slow upstream pushed it late by its own
+        latency (a local reply already counted from the decision)."""
+        g = self.gateway({"plans": {"default": {"rate": {"requests": 2, "period": "2s"}}}})
+        k = g.create_key("--name", "a")["key"]
+        sent = time.time()
+        r = g.request("GET", "/slow?ms=3000", headers={"X-Api-Key": k})
+        self.assertEqual(r.status, 200)
+        reset = int(r.header("x-ratelimit-reset"))
+        # One token of two taken: full again one second after the decision.
+        self.assertGreaterEqual(reset, int(sent))
+        self.assertLessEqual(reset, int(sent) + 2, f"sent at {sent:.2f}, reset {reset}")
+
     def test_headers_on_upstream_errors_and_403(self):
         g = self.gateway({"routes": [{"path_prefix": "/adm", "require_scopes": ["admin"]}]})
         k = g.create_key("--name", "a")["key"]
