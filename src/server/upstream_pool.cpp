@@ -4,6 +4,7 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
+#include "keygate/observe/log.hpp"
 #include "server/tls.hpp"
 
 namespace keygate {
@@ -12,6 +13,14 @@ using namespace net;
 
 namespace {
 constexpr auto kMaxIdleAge = std::chrono::seconds(30);
+// How long a thread's pool keeps no connection after the upstream sent bytes
+// no request asked for (UpstreamPool::stray).
+constexpr auto kStrayQuarantine = std::chrono::seconds(30);
+// Bytes on a connection idle longer than this are taken for an upstream's
+// goodbye (a 408 some servers send before closing an idle connection), not
+// for stray bytes: those come right after a response, where the next reuse
+// can take them (under load, within microseconds).
+constexpr auto kStraySoon = std::chrono::seconds(2);
 
 // Bytes the gateway already read past the response: an upstream that sent more
 // than its response declared (a body on a HEAD reply, bytes after
@@ -33,11 +42,15 @@ bool bytes_left_over(UpstreamConn& c) {
 // What epoll has not reported yet (a FIN in flight, or one that came with the
 // response's last bytes) then costs a failed attempt and the retry, not a 502;
 // a request that cannot be retried is still asked every time.
-bool upstream_sent_nothing(UpstreamConn& c, bool retryable) {
-  if (retryable && !c.stream.may_be_readable()) return true;
+enum class Idled { quiet, closed, sent_bytes };
+Idled what_came_while_idle(UpstreamConn& c, bool retryable) {
+  if (retryable && !c.stream.may_be_readable()) return Idled::quiet;
   char b;
   ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Idled::quiet;
+  // On TLS the socket shows records, and a close_notify is one: only a plain
+  // connection's bytes are known to be a response nobody asked for.
+  return n > 0 && !c.stream.tls() ? Idled::sent_bytes : Idled::closed;
 }
 }  // namespace
 
@@ -112,11 +125,21 @@ std::unique_ptr<UpstreamConn> UpstreamPool::reuse_idle(bool retryable, Clock::ti
   while (!idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
-    // Checked before every reuse, however short the idle: bytes may have
-    // arrived since the release.
-    if (now - c->idle_since < kMaxIdleAge && upstream_sent_nothing(*c, retryable)) {
-      c->reused = true;
-      return c;
+    // Bytes may have arrived since the release, however short the idle
+    // (what_came_while_idle says when the socket is asked).
+    if (now - c->idle_since >= kMaxIdleAge) continue;
+    switch (what_came_while_idle(*c, retryable)) {
+      case Idled::quiet:
+        c->reused = true;
+        return c;
+      case Idled::sent_bytes:
+        if (now - c->idle_since < kStraySoon) {
+          stray(now);
+          return nullptr;
+        }
+        break;
+      case Idled::closed:
+        break;
     }
   }
   return nullptr;
@@ -130,11 +153,20 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg,
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg,
                            Clock::time_point now) {
-  if (cfg.max_idle_connections == 0 || bytes_left_over(*c)) return;  // closed
+  if (c->buffer.size() > 0) stray(now);  // decrypted or plain: the upstream's bytes
+  if (cfg.max_idle_connections == 0 || bytes_left_over(*c) || now < stray_until_) return;  // closed
   if (idle_.size() >= static_cast<size_t>(cfg.max_idle_connections)) idle_.pop_front();
   c->stream.expires_never();
   c->idle_since = now;
   idle_.push_back(std::move(c));
+}
+
+void UpstreamPool::stray(Clock::time_point now) {
+  if (now >= stray_until_)
+    log::warn("upstream sent bytes outside a response: its connections are not reused",
+              {{"seconds", static_cast<std::int64_t>(kStrayQuarantine.count())}});
+  stray_until_ = now + kStrayQuarantine;
+  idle_.clear();
 }
 
 }  // namespace keygate

@@ -2,7 +2,8 @@
 // Keep-alive connections to the upstream, one pool per I/O thread (no locks).
 // A connection is pooled only after a response read exactly to its end, and
 // only while nothing follows it: no byte read past the response at release,
-// nothing from the upstream (data or EOF) right before every reuse (SPEC §7).
+// nothing from the upstream (data or EOF) before a reuse (upstream_pool.cpp),
+// and none for 30 s after the upstream sent bytes outside a response (SPEC §7).
 // https:// upstreams get TLS with SNI and host-name verification.
 #include <chrono>
 #include <deque>
@@ -44,6 +45,14 @@ class UpstreamPool {
 
  private:
   std::unique_ptr<UpstreamConn> reuse_idle(bool retryable, Clock::time_point now);
+  // The upstream sent bytes no request asked for: after a response's end, or
+  // while a connection idled. More may be on their way that arrive only after
+  // the next reuse (no check can see bytes not yet sent), where they would be
+  // the next client's response and shift every later one on that connection.
+  // For kStrayQuarantine this pool keeps no connection, so a misbehaving
+  // upstream costs the requests already in flight, not a lasting desync.
+  void stray(Clock::time_point now);
+  Clock::time_point stray_until_{};
   net::asio::ssl::context* tls_for(const UpstreamConfig& cfg);
   net::asio::any_io_executor ex_;
   net::tcp::resolver resolver_;

@@ -7,7 +7,8 @@ Paths (any method):
                  response whose body is POISON (sent `late`: ~0.2 s after the
                  head, else in the same write)
   /extra         Content-Length: 5 "hello", then POISON's response after it
-                 (`late` as above)
+                 (`late` as above; `soon`: ~2 ms after, while a busy gateway
+                 may already have given the connection to another request)
   /reset         a head promising 100 bytes, then a TCP reset (SO_LINGER 0)
   /bye/N         200, body N, then the connection closed (FIN) without a
                  `Connection: close` (`late`: ~0.2 s after the answer, else at
@@ -16,7 +17,8 @@ Paths (any method):
                  every `interval` s; each next step waits (bounded) until the
                  test acknowledges the previous one via `ack()`, so delivery
                  is proven incremental without timing assumptions
-`poison_sent` is set once the stray bytes of /head-body or /extra went out.
+`poison_sent` is set once the stray bytes of /head-body or /extra went out;
+`connections` counts the connections accepted.
 """
 import queue
 import random
@@ -43,6 +45,7 @@ class RogueUpstream:
         self._sock.listen(64)
         self.port = self._sock.getsockname()[1]
         self._closing = False
+        self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self):
@@ -62,6 +65,8 @@ class RogueUpstream:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            with self._lock:
+                self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     @staticmethod
@@ -116,10 +121,10 @@ class RogueUpstream:
         finally:
             conn.close()
 
-    def _stray(self, conn, head, late):
-        if late:
+    def _stray(self, conn, head, late, soon=False):
+        if late or soon:
             conn.sendall(head)
-            time.sleep(0.2)
+            time.sleep(0.2 if late else 0.002)
             conn.sendall(POISON)
         else:
             conn.sendall(head + POISON)
@@ -128,6 +133,7 @@ class RogueUpstream:
     def _answer(self, conn, method, target, headers):
         url = urlsplit(target)
         late = parse_qs(url.query).get("late") == ["1"]
+        soon = parse_qs(url.query).get("soon") == ["1"]
         path = url.path
         if path.startswith("/id/"):
             body = path[len("/id/"):].encode()
@@ -144,7 +150,7 @@ class RogueUpstream:
             self._stray(conn, head, late)
             return True
         if path == "/extra":
-            self._stray(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", late)
+            self._stray(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", late, soon)
             return True
         if path == "/reset":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
