@@ -87,6 +87,14 @@ class RelayReads(GatewayTest):
     def rogue_gateway(self):
         return rogue_gateway(self)
 
+    def calls_on_one_socket(self, lines, first_bytes, what):
+        """The trace's `recvfrom(fd,` prefix of the one socket whose reads
+        returned `first_bytes` (asserted to be one socket: `what`)."""
+        fds = {m.group(1) for m in (re.search(r'recvfrom\((\d+), "' + re.escape(first_bytes), line)
+                                    for line in lines) if m}
+        self.assertEqual(len(fds), 1, what)
+        return f"recvfrom({fds.pop()},"
+
     def test_a_4_mb_download_takes_few_reads(self):
         g = self.gateway({"logging": {"access_log": False}})
         key = g.create_key("--name", "reads")["key"]
@@ -114,10 +122,7 @@ class RelayReads(GatewayTest):
             r = g.request("GET", f"/id/r{i}", conn=client)
             self.assertEqual((r.status, r.body), (200, f"r{i}".encode()))
         lines = stop()
-        upstream_fds = {m.group(1) for m in
-                        (re.search(r'recvfrom\((\d+), "HTTP/1.1 ', line) for line in lines) if m}
-        self.assertEqual(len(upstream_fds), 1, "one pooled upstream connection")
-        call = f"recvfrom({upstream_fds.pop()},"
+        call = self.calls_on_one_socket(lines, "HTTP/1.1 ", "one pooled upstream connection")
         direct = [line for line in lines
                   if call in line and "MSG_DONTWAIT" in line and "MSG_PEEK" not in line]
         print(f"{len(direct)} direct upstream reads in 20 requests")
@@ -146,10 +151,7 @@ class RelayReads(GatewayTest):
         lines = stop()
         self.assertEqual([int(h["content-length"][0]) for _, _, h in rogue.requests],
                          [10 + i for i in range(20)], "every body's length reached the upstream")
-        client_fds = {m.group(1) for m in
-                      (re.search(r'recvfrom\((\d+), "POST /id/', line) for line in lines) if m}
-        self.assertEqual(len(client_fds), 1, "one client connection")
-        call = f"recvfrom({client_fds.pop()},"
+        call = self.calls_on_one_socket(lines, "POST /id/", "one client connection")
         direct = [line for line in lines if call in line and "MSG_DONTWAIT" in line]
         print(f"{len(direct)} direct client reads in 20 POSTs")
         # A new socket counts as readable: its first read may be tried at once.
@@ -173,10 +175,7 @@ class RelayReads(GatewayTest):
             r = g.request("POST", f"/id/p{i}", body=b"x" * 10, conn=client)
             self.assertEqual((r.status, r.body), (200, f"p{i}".encode()))
         lines = stop()
-        upstream_fds = {m.group(1) for m in
-                        (re.search(r'recvfrom\((\d+), "HTTP/1.1 ', line) for line in lines) if m}
-        self.assertEqual(len(upstream_fds), 1, "one pooled upstream connection")
-        call = f"recvfrom({upstream_fds.pop()},"
+        call = self.calls_on_one_socket(lines, "HTTP/1.1 ", "one pooled upstream connection")
         peeks = [line for line in lines if call in line and "MSG_PEEK" in line]
         print(f"{len(peeks)} peeks at the pooled connection in 10 GETs and 10 POSTs")
         # The first GET opens the connection; the next 9 reuse it unasked; the
