@@ -324,7 +324,8 @@ int serve(Config config) {
         RedisBackend* rb = shared_limits ? redis_backends[i] : nullptr;
         asio::post(workers[i]->ioc, [&wk = *workers[i], rb, fresh, tls, adopted] {
           wk.runtime = fresh;
-          wk.replies.clear();  // bodies rendered in the old error style
+          wk.pool.adopt(fresh->config.upstream);  // another upstream: no old connection
+          wk.replies.clear();                     // bodies rendered in the old error style
           wk.tls = tls;
           if (rb) rb->adopt(fresh->config.rate_limit.redis);  // timeout, on_error
           adopted();

@@ -267,14 +267,16 @@ class ProxySession {
   // request when the frame was a request's).
   awaitable<void> serve_requests() {
     while (!svc_.state.draining.load(std::memory_order_relaxed)) {
-      RuntimePtr rt = w_.runtime;  // this request keeps its config generation
-      const Config& cfg = rt->config;
       if (const Arrival arrival = request_arrival(); arrival != Arrival::here) {
         if (arrival == Arrival::closed) break;
-        start_waiting(cfg);
+        start_waiting(w_.runtime->config);
         auto [rec, rn] = co_await stream_.async_read_some(buffer_.prepare(kRequestRead), use_tuple);
         if (!request_read(rec, rn)) break;
       }
+      // Taken once the request is here, not before the wait: a request that
+      // comes after a reload gets the new config. It keeps that generation.
+      RuntimePtr rt = w_.runtime;
+      const Config& cfg = rt->config;
       first_ = false;
       const auto start = std::chrono::steady_clock::now();
 

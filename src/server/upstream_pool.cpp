@@ -52,10 +52,22 @@ Idled what_came_while_idle(UpstreamConn& c, bool retryable) {
   // connection's bytes are known to be a response nobody asked for.
   return n > 0 && !c.stream.tls() ? Idled::sent_bytes : Idled::closed;
 }
+
+std::string settings_key(const UpstreamConfig& cfg) {
+  return cfg.url + "|" + cfg.ca_file.value_or("") + "|" + (cfg.tls_verify ? "1" : "0");
+}
 }  // namespace
 
+void UpstreamPool::adopt(const UpstreamConfig& cfg) {
+  current_ = &cfg;
+  std::string key = settings_key(cfg);
+  if (key == current_key_) return;
+  current_key_ = std::move(key);
+  idle_.clear();
+}
+
 asio::ssl::context* UpstreamPool::tls_for(const UpstreamConfig& cfg) {
-  std::string key = cfg.url + "|" + cfg.ca_file.value_or("") + "|" + (cfg.tls_verify ? "1" : "0");
+  std::string key = settings_key(cfg);
   if (!tls_ || key != tls_key_) {  // first use, or changed by a reload
     tls_ = make_upstream_tls(cfg);
     tls_key_ = key;
@@ -154,6 +166,8 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg,
 void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg,
                            Clock::time_point now) {
   if (c->buffer.size() > 0) stray(now);  // decrypted or plain: the upstream's bytes
+  // Made for a config a reload has since replaced: maybe another upstream.
+  if (&cfg != current_) return;
   if (cfg.max_idle_connections == 0 || bytes_left_over(*c) || now < stray_until_) return;  // closed
   if (idle_.size() >= static_cast<size_t>(cfg.max_idle_connections)) idle_.pop_front();
   c->stream.expires_never();

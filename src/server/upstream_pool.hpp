@@ -42,6 +42,11 @@ class UpstreamPool {
   std::unique_ptr<UpstreamConn> take_idle(const UpstreamConfig& cfg, bool retryable,
                                           Clock::time_point now);
   void release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg, Clock::time_point now);
+  // The upstream settings of the config in force (the worker's runtime, which
+  // outlives them there): on a reload that names another upstream or other
+  // TLS settings the pooled connections go, and a connection released under
+  // any other config (a request admitted before the reload) is closed.
+  void adopt(const UpstreamConfig& cfg);
 
  private:
   std::unique_ptr<UpstreamConn> reuse_idle(bool retryable, Clock::time_point now);
@@ -57,6 +62,8 @@ class UpstreamPool {
   net::asio::any_io_executor ex_;
   net::tcp::resolver resolver_;
   std::deque<std::unique_ptr<UpstreamConn>> idle_;
+  const UpstreamConfig* current_ = nullptr;  // adopt()'s
+  std::string current_key_;                  // its settings
   std::shared_ptr<net::asio::ssl::context> tls_;
   std::string tls_key_;  // the settings tls_ was built from
 };

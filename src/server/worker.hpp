@@ -66,7 +66,9 @@ using IdleConnections =
     boost::intrusive::list<IdleConnection, boost::intrusive::constant_time_size<false>>;
 
 struct Worker {
-  explicit Worker(RuntimePtr rt) : runtime(std::move(rt)), pool(ioc.get_executor()) {}
+  explicit Worker(RuntimePtr rt) : runtime(std::move(rt)), pool(ioc.get_executor()) {
+    pool.adopt(runtime->config.upstream);
+  }
   // Declared first, destroyed last: sessions still suspended when the
   // io_context goes return their buffers here.
   ChunkPool chunks;

@@ -18,7 +18,7 @@ Paths (any method):
                  test acknowledges the previous one via `ack()`, so delivery
                  is proven incremental without timing assumptions
 `poison_sent` is set once the stray bytes of /head-body or /extra went out;
-`connections` counts the connections accepted.
+`connections` counts the connections accepted, `closed` those it closed.
 """
 import queue
 import random
@@ -46,6 +46,7 @@ class RogueUpstream:
         self.port = self._sock.getsockname()[1]
         self._closing = False
         self.connections = 0
+        self.closed = 0  # connections this side closed
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self):
@@ -120,6 +121,8 @@ class RogueUpstream:
             pass
         finally:
             conn.close()
+            with self._lock:
+                self.closed += 1
 
     def _stray(self, conn, head, late, soon=False):
         if late or soon:

@@ -11,9 +11,37 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import ADMIN_TOKEN, KEYGATE, GatewayTest, wait_until
+from harness import ADMIN_TOKEN, KEYGATE, Gateway, GatewayTest, wait_until
+import rogue_upstream
 
 NEW_TOKEN = "another-admin-token-9876543210"
+
+
+class ReloadMovesTheUpstream(GatewayTest):
+    def test_after_a_reload_to_another_upstream_no_request_reaches_the_old_one(self):
+        """Found reading the pool (2026-12-03): a reload that changed
+        upstream.url for a plain-HTTP upstream kept the pooled connections to
+        the old one, and requests went on reaching it over them (under steady
+        traffic a pooled connection never idles out)."""
+        old, new = rogue_upstream.RogueUpstream(), rogue_upstream.RogueUpstream()
+        for u in (old, new):
+            self.addCleanup(u.close)
+        g = Gateway(old.port, {"threads": 1, "routes": [{"path_prefix": "/", "auth": "none"}]})
+        self.addCleanup(g.cleanup)
+        g.start()
+        conn = g.connection()
+        self.addCleanup(conn.close)
+        for i in range(3):  # the pool now holds a connection to `old`
+            self.assertEqual(g.request("GET", f"/id/before{i}", conn=conn).body, f"before{i}".encode())
+        cfg = copy.deepcopy(g.config)
+        cfg["upstream"]["url"] = f"http://127.0.0.1:{new.port}"
+        g.write_config(cfg)
+        g.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: "config reloaded" in g.logs(), 10), g.logs()[-2000:])
+        for i in range(3):
+            self.assertEqual(g.request("GET", f"/id/after{i}", conn=conn).body, f"after{i}".encode())
+        self.assertEqual([t for t in old.targets() if "after" in t], [], "the old upstream was asked")
+        self.assertEqual(new.targets(), [f"/id/after{i}" for i in range(3)])
 
 
 class ReloadNeverKills(GatewayTest):
