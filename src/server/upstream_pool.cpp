@@ -22,14 +22,6 @@ constexpr auto kStrayQuarantine = std::chrono::seconds(30);
 // can take them (under load, within microseconds).
 constexpr auto kStraySoon = std::chrono::seconds(2);
 
-// Bytes the gateway already read past the response: an upstream that sent more
-// than its response declared (a body on a HEAD reply, bytes after
-// Content-Length). Reused, they would be the next client's response. Checked at
-// release: nothing reads a pooled connection, so they cannot appear later.
-bool bytes_left_over(UpstreamConn& c) {
-  return c.buffer.size() > 0 || c.stream.tls_buffered();
-}
-
 // What the upstream sent while the connection idled, data or EOF
 // (MSG_PEEK|MSG_DONTWAIT answers without blocking). Asked once, right before
 // the reuse: asked at the release too, it would miss what comes later and cost
@@ -165,10 +157,20 @@ std::unique_ptr<UpstreamConn> UpstreamPool::take_idle(const UpstreamConfig& cfg,
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConn> c, const UpstreamConfig& cfg,
                            Clock::time_point now) {
-  if (c->buffer.size() > 0) stray(now);  // decrypted or plain: the upstream's bytes
-  // Made for a config a reload has since replaced: maybe another upstream.
-  if (&cfg != current_) return;
-  if (cfg.max_idle_connections == 0 || bytes_left_over(*c) || now < stray_until_) return;  // closed
+  // Bytes already read past the response (decrypted, on TLS): an upstream that
+  // sent more than its response declared (a body on a HEAD reply, bytes after
+  // Content-Length). Reused, they would be the next client's response. Checked
+  // here: nothing reads a pooled connection, so they cannot appear later.
+  if (c->buffer.size() > 0) {
+    stray(now);
+    return;  // closed
+  }
+  // Closed too: a connection made for a config a reload has since replaced
+  // (maybe another upstream), TLS bytes not yet decrypted (a close_notify,
+  // perhaps), and any while the upstream is in quarantine.
+  if (&cfg != current_ || cfg.max_idle_connections == 0 || c->stream.tls_buffered() ||
+      now < stray_until_)
+    return;
   if (idle_.size() >= static_cast<size_t>(cfg.max_idle_connections)) idle_.pop_front();
   c->stream.expires_never();
   c->idle_since = now;

@@ -86,6 +86,15 @@ class RelayReads(GatewayTest):
     def rogue_gateway(self):
         return rogue_gateway(self)
 
+    def traced_keep_alive(self):
+        """A rogue gateway with its reads traced, and a keep-alive client:
+        (gateway, the trace's stop function, the client connection)."""
+        _, g = self.rogue_gateway()
+        stop = self.trace_reads(g)
+        client = g.connection()
+        self.addCleanup(client.close)
+        return g, stop, client
+
     def calls_on_one_socket(self, lines, first_bytes, what):
         """The trace's `recvfrom(fd,` prefix of the one socket whose reads
         returned `first_bytes` (asserted to be one socket: `what`)."""
@@ -113,10 +122,7 @@ class RelayReads(GatewayTest):
         (EAGAIN 0.7 times a request with wrk, upstream and keygate on one CPU).
         Counted: recvs on the upstream connection that did not wait for epoll
         (MSG_DONTWAIT; the pool's MSG_PEEK before reuse is another question)."""
-        rogue, g = self.rogue_gateway()  # head and body in one write
-        stop = self.trace_reads(g)
-        client = g.connection()
-        self.addCleanup(client.close)
+        g, stop, client = self.traced_keep_alive()  # head and body in one write
         for i in range(20):
             r = g.request("GET", f"/id/r{i}", conn=client)
             self.assertEqual((r.status, r.body), (200, f"r{i}".encode()))
@@ -163,10 +169,7 @@ class RelayReads(GatewayTest):
         fresh connection if the reused one turns out closed, so it is asked
         only when epoll reported the socket readable; a POST with a body is
         asked every time (StaleUpstreamConnections checks both answers)."""
-        rogue, g = self.rogue_gateway()
-        stop = self.trace_reads(g)
-        client = g.connection()
-        self.addCleanup(client.close)
+        g, stop, client = self.traced_keep_alive()
         for i in range(10):
             r = g.request("GET", f"/id/g{i}", conn=client)
             self.assertEqual((r.status, r.body), (200, f"g{i}".encode()))
